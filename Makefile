@@ -1,0 +1,41 @@
+# catdog-report: make install, make site (PROFILE=full|quick|demo), make demo, make test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= full
+BUILD_ARGS ?=
+
+.PHONY: install site demo serve test test-fast lint bench clean
+
+$(BIN)/catdog-report: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/catdog-report
+
+site: install
+	$(BIN)/catdog-report build --profile $(PROFILE) $(BUILD_ARGS)
+
+demo: install
+	$(BIN)/catdog-report build --profile demo $(BUILD_ARGS)
+
+serve: install
+	$(BIN)/mkdocs serve -a 127.0.0.1:8000
+
+test: install
+	$(BIN)/ruff check src tests content
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+lint: install
+	$(BIN)/ruff check src tests content
+
+bench: install
+	$(BIN)/python bench/bench.py
+
+clean:
+	rm -rf site build .cache site.tmp-* site.old-*

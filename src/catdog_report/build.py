@@ -1,0 +1,182 @@
+"""The linear build: gather (data, weights, pages), then write (docs, site)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import data, models, pages, site, stamp
+from .cache import digest, file_digest, write_atomic
+from .config import ENV_SETTINGS, Settings
+from .errors import BuildError, CatdogError, PageError
+from .notebook import ENV_DATA_SOURCE, ENV_MANIFEST
+from .training import versions
+
+log = logging.getLogger(__name__)
+LIBRARY = Path(__file__).parent
+
+
+@dataclass
+class BuildResult:
+    """What a build did."""
+
+    pages: list[pages.Page] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    published: bool = False
+    seconds: float = 0.0
+
+
+def library_digest() -> str:
+    """A hash of the library's own source: a change re-executes the pages."""
+    return digest({p.name: file_digest(p) for p in sorted(LIBRARY.glob("*.py"))})
+
+
+def resolve_data(settings: Settings) -> tuple[data.Dataset, Settings]:
+    """The dataset, and settings whose data_dir points at it."""
+    if settings.profile_spec.synthetic:
+        from . import synthetic
+
+        spec = settings.profile_spec
+        root = synthetic.generate(
+            settings.cache_root / "synthetic" / f"seed{settings.seed}-v{synthetic.FORMAT_VERSION}",
+            train_per_class=spec.train_per_class or 300,
+            validation_per_class=spec.validation_per_class or 100,
+            size=settings.image_size, seed=settings.seed)
+        source = "generated offline by catdog_report.synthetic"
+    else:
+        root, source = data.locate(settings.data_dir)
+    dataset = data.scan(settings, root, source)
+    log.info("data: %s (%s); train %d, validation %d, test %d images; %d skipped",
+             root.name, source, len(dataset.train), len(dataset.validation),
+             len(dataset.test), len(dataset.skipped))
+    return dataset, Settings.from_mapping({**_fields(settings), "data_dir": dataset.root})
+
+
+def _fields(settings: Settings) -> dict[str, Any]:
+    return {k: getattr(settings, k) for k in settings.__dataclass_fields__}
+
+
+def kernel_env(settings: Settings, dataset: data.Dataset, run_keys: list[str]) -> dict[str, str]:
+    """The environment a page kernel starts with."""
+    env = dict(os.environ)
+    env.update({ENV_SETTINGS: settings.to_json(), ENV_DATA_SOURCE: dataset.source,
+                ENV_MANIFEST: json.dumps(run_keys), "MPLBACKEND": "Agg",
+                "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": str(settings.seed)})
+    return env
+
+
+def page_inputs(settings: Settings, dataset: data.Dataset, weights: str | None,
+                source: str, run_keys: list[str]) -> dict[str, Any]:
+    """What a page's output depends on besides its own text."""
+    inputs: dict[str, Any] = {
+        "library": library_digest(), "manifest": dataset.manifest, "profile": settings.profile,
+        "seed": settings.seed, "image_size": settings.image_size,
+        "batch_size": settings.batch_size, "strategy": settings.strategy,
+        "epochs": {m: settings.epochs_for(m) for m in settings.profile_spec.epochs},
+        "weights": file_digest(Path(weights)) if weights and Path(weights).is_file() else weights,
+        "versions": versions(), "data_source": dataset.source, "skipped": dataset.skipped,
+    }
+    if "runs_in_build" in source:  # the page reads the runs of earlier pages
+        inputs["runs"] = run_keys
+    return inputs
+
+
+def gather_pages(settings: Settings, dataset: data.Dataset, names: list[str],
+                 result: BuildResult) -> None:
+    """Execute each page (or take it from the page cache), in nav order."""
+    weights, _ = models.resolve_weights(settings)
+    store = pages.page_store(settings.cache_root)
+    run_keys: list[str] = []
+    for i, name in enumerate(names, 1):
+        path = settings.project_dir / "content" / f"{name}.md"
+        key = pages.page_key(path, page_inputs(settings, dataset, weights, path.read_text(),
+                                               run_keys))
+        t0 = time.perf_counter()
+        with store.lock(key):
+            page = pages.load_cached(store, key, name)
+            if page is None:
+                log.info("[%d/%d] %s: executing", i, len(names), name)
+                try:
+                    page = pages.run_page(path, kernel_env(settings, dataset, run_keys),
+                                          settings.build_dir / "logs")
+                except PageError as exc:
+                    if not settings.keep_going:
+                        raise
+                    result.failures.append(str(exc))
+                    log.error("%s", exc)
+                    continue
+                pages.save(store, key, page)
+        how = "cached" if page.cached else "executed"
+        log.info("[%d/%d] %s: %s in %.1f s", i, len(names), name, how, time.perf_counter() - t0)
+        run_keys += [r["key"] for r in page.runs if r["key"] not in run_keys]
+        result.pages.append(page)
+
+
+def render(page: pages.Page, state: dict[str, Any], head: str) -> str:
+    """A page's final Markdown: banner, body, downloads, stamp."""
+    body = page.markdown
+    lines = body.split("\n", 1)  # keep the H1 first, then the banner
+    if lines[0].startswith("# "):
+        top, rest = lines[0] + "\n\n", lines[1] if len(lines) > 1 else ""
+    else:
+        top, rest = "", body
+    return (top + head + "\n" + stamp.downloads(page.name) + "\n" + rest.strip() + "\n\n"
+            + stamp.stamp(page, state, page.runs))
+
+
+def docs_files(settings: Settings, result: BuildResult, dataset: data.Dataset) -> dict[str, bytes]:
+    """Every file of the generated docs folder."""
+    _, weights_text = models.resolve_weights(settings)
+    spec = settings.profile_spec
+    head = stamp.banner(dataset.source, spec.synthetic, weights_text, spec.name, spec.description)
+    state = {"commit": stamp.git_state(settings.project_dir), "versions": stamp.package_versions(),
+             "manifest": dataset.manifest, "seed": settings.seed, "profile": settings.profile,
+             "cpu": stamp.cpu_model()}
+    files: dict[str, bytes] = {}
+    content = settings.project_dir / "content"
+    for page in result.pages:
+        files[f"{page.name}.md"] = render(page, state, head).encode()
+        files.update({name: data for name, data in page.images.items()})
+        files[f"notebooks/{page.name}.ipynb"] = page.notebook.encode()
+        files[f"sources/{page.name}.md.txt"] = (content / f"{page.name}.md").read_bytes()
+    assets = content / "assets"
+    if assets.is_dir():
+        for p in sorted(assets.rglob("*")):
+            if p.is_file():
+                files[f"assets/{p.relative_to(assets).as_posix()}"] = p.read_bytes()
+    return files
+
+
+def build(settings: Settings) -> BuildResult:
+    """Build the site: gather data and pages, then write docs and publish site/ atomically.
+
+    Nothing is published when any page fails; the previous site/ stays as it was.
+    """
+    t0 = time.perf_counter()
+    result = BuildResult()
+    names = site.nav_pages(settings.project_dir)
+    for store in (pages.page_store(settings.cache_root),):
+        store.sweep()
+    dataset, settings = resolve_data(settings)
+    gather_pages(settings, dataset, names, result)
+    if result.failures:
+        raise BuildError(f"{len(result.failures)} page(s) failed; site/ was not changed:\n"
+                         + "\n".join(result.failures))
+    docs = settings.build_dir / "docs"
+    written = site.sync_docs(docs, docs_files(settings, result, dataset))
+    log.info("docs: %d file(s) written to %s", written, docs)
+    write_atomic(settings.build_dir / "manifest.json", json.dumps({
+        "profile": settings.profile, "manifest": dataset.manifest,
+        "pages": [{"name": p.name, "cached": p.cached, "seconds": p.seconds, "runs": p.runs}
+                  for p in result.pages]}, indent=1, sort_keys=True))
+    result.published = site.publish(settings.project_dir, settings.site_dir, docs)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+__all__ = ["build", "BuildResult", "CatdogError"]

@@ -1,0 +1,138 @@
+"""The command line: the only place errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import MODEL_NAMES, PROFILES, STRATEGIES, Settings, suggest
+from .errors import CatdogError, ConfigError
+
+log = logging.getLogger("catdog_report")
+
+
+def _epochs(values: Sequence[str]) -> dict[str, int]:
+    out = {}
+    for item in values:
+        name, _, number = item.partition("=")
+        if name not in MODEL_NAMES:
+            hint = suggest(name, MODEL_NAMES)
+            raise ConfigError(f"--epochs {item!r}: unknown model {name!r}{hint}"
+                              f"; use MODEL=N with MODEL one of {', '.join(MODEL_NAMES)}")
+        try:
+            out[name] = int(number)
+        except ValueError:
+            raise ConfigError(f"--epochs {item!r}: {number!r} is not a whole number") from None
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    p = argparse.ArgumentParser(prog="catdog-report", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="execute the pages and publish site/")
+    b.add_argument("--profile", default=os.environ.get("CATDOG_PROFILE", "full"),
+                   help=f"one of {', '.join(PROFILES)} (default full, or CATDOG_PROFILE)")
+    b.add_argument("--data-dir", type=Path, help="local cats_and_dogs_filtered folder "
+                   "(else CATDOG_DATA_DIR, Keras's cache, then the public URL)")
+    b.add_argument("--weights", type=Path, help="local MobileNetV2 no-top .h5 "
+                   "(else CATDOG_WEIGHTS, then Keras's imagenet weights)")
+    b.add_argument("--cache-dir", type=Path, default=os.environ.get("CATDOG_CACHE_DIR"),
+                   help="run and page caches (default .cache/, or CATDOG_CACHE_DIR)")
+    b.add_argument("--project", type=Path, default=Path.cwd(), help="project folder")
+    b.add_argument("--epochs", nargs="*", default=[], metavar="MODEL=N",
+                   help="override a model's epochs, e.g. model_one=3")
+    b.add_argument("--seed", type=int, default=1337)
+    b.add_argument("--strategy", default="none", help=f"one of {', '.join(STRATEGIES)}")
+    b.add_argument("--keep-going", action="store_true",
+                   help="execute every page even if one fails, then fail with a summary")
+    c = sub.add_parser("check-site", help="check every link and image in site/ resolves")
+    c.add_argument("site", type=Path, nargs="?", default=Path("site"))
+    g = sub.add_parser("demo-data", help="write the synthetic data set to a folder")
+    g.add_argument("folder", type=Path)
+    sub.add_parser("clean", help="remove site/, build/ and the caches in .cache/")
+    return p
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the site."""
+    from .build import build
+
+    settings = Settings.from_mapping({
+        "profile": args.profile, "project_dir": args.project.resolve(),
+        "data_dir": args.data_dir, "weights": args.weights, "cache_dir": args.cache_dir,
+        "epochs": _epochs(args.epochs), "seed": args.seed, "strategy": args.strategy,
+        "keep_going": args.keep_going})
+    result = build(settings)
+    executed = [p.name for p in result.pages if not p.cached]
+    log.info("built %d pages in %.1f s (%d executed: %s); site %s", len(result.pages),
+             result.seconds, len(executed), ", ".join(executed) or "none",
+             "published to " + str(settings.site_dir) if result.published else "unchanged")
+    return 0
+
+
+def cmd_check_site(args: argparse.Namespace) -> int:
+    """Check links and images in a built site."""
+    from .site import broken_links
+
+    if not (args.site / "index.html").is_file():
+        raise CatdogError(f"{args.site} holds no built site (no index.html); run "
+                          "`catdog-report build` first")
+    broken = broken_links(args.site)
+    for line in broken:
+        log.error("broken link: %s", line)
+    pages = len(list(args.site.rglob("*.html")))
+    log.info("%s: %d HTML files, %d broken links", args.site, pages, len(broken))
+    return 1 if broken else 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    """Generate the synthetic data set."""
+    from . import synthetic
+
+    synthetic.generate(args.folder)
+    log.info("wrote the synthetic data set to %s", args.folder)
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Remove generated folders."""
+    for name in ("site", "build", ".cache"):
+        shutil.rmtree(Path.cwd() / name, ignore_errors=True)
+    return 0
+
+
+COMMANDS: dict[str, Any] = {"build": cmd_build, "check-site": cmd_check_site,
+                            "demo-data": cmd_demo_data, "clean": cmd_clean}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        return COMMANDS[args.command](args)
+    except CatdogError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        sys.stderr.write(f"catdog-report: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"catdog-report: interrupted after {time.perf_counter() - t0:.0f} s; "
+                         "caches and site/ are unchanged by the unfinished step\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

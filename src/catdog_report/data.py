@@ -1,0 +1,267 @@
+"""Find, check and split the cats-and-dogs images; decode them once; build tf.data pipelines."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import digest, file_digest, write_atomic
+from .config import Settings
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+FOLDER = "cats_and_dogs_filtered"
+SPLIT_FOLDERS = ("train", "validation")
+TEST_FRACTION = 5  # one fifth of the validation images is the test split
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+SCAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: image paths relative to the data root, and integer labels."""
+
+    name: str
+    files: tuple[str, ...]
+    labels: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The three disjoint splits of one data folder, with the manifest that names them."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    train: Split
+    validation: Split
+    test: Split
+    manifest: str
+    source: str
+    skipped: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        """The splits by name, in train/validation/test order."""
+        return {s.name: s for s in (self.train, self.validation, self.test)}
+
+
+def keras_cache_candidates() -> list[Path]:
+    """Where keras.utils.get_file may have left an extracted copy."""
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+    return [
+        home / FOLDER,
+        home / f"{FOLDER}.zip" / FOLDER,
+        home / f"{FOLDER}_extracted" / FOLDER,
+    ]
+
+
+def locate(data_dir: Path | None, *, download: bool = True) -> tuple[Path, str]:
+    """Find the data: --data-dir, CATDOG_DATA_DIR, Keras's cache, then the public URL."""
+    tried: list[str] = []
+    env = os.environ.get("CATDOG_DATA_DIR")
+    for given, how in ((data_dir, "--data-dir"), (Path(env) if env else None, "CATDOG_DATA_DIR")):
+        if given is not None:
+            root = Path(given).expanduser()
+            nested = root / FOLDER
+            if not root.is_dir() and not root.exists():
+                raise DataError(f"the data folder {root} given by {how} does not exist; "
+                                f"point {how} at a folder holding train/ and validation/")
+            if not (root / "train").exists() and (nested / "train").is_dir():
+                root = nested
+            return root, f"local folder ({how})"
+    for candidate in keras_cache_candidates():
+        tried.append(str(candidate))
+        if (candidate / "train").is_dir():
+            return candidate, "Keras cache"
+    if download:
+        try:
+            import keras
+
+            path = Path(keras.utils.get_file(origin=URL, extract=True))
+            root = path / FOLDER if (path / FOLDER).is_dir() else path
+            return root, f"downloaded from {URL}"
+        except Exception as exc:  # network errors come in many types
+            tried.append(f"{URL} ({type(exc).__name__}: {exc})")
+    raise DataError(
+        "could not find the cats_and_dogs_filtered data set; tried: "
+        + "; ".join(tried)
+        + ". Download and unzip it from the URL above, then pass --data-dir PATH or set "
+        "CATDOG_DATA_DIR=PATH (the folder holding train/ and validation/)"
+    )
+
+
+def _natural(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def list_classes(root: Path) -> tuple[str, ...]:
+    """Check the folder layout and return the class names (sorted, as Keras does)."""
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; the data set must be a folder with "
+                        "train/ and validation/ inside")
+    names: dict[str, tuple[str, ...]] = {}
+    for split in SPLIT_FOLDERS:
+        folder = root / split
+        if not folder.is_dir():
+            raise DataError(f"{folder} is missing: the data folder needs train/ and "
+                            "validation/, each with one sub-folder per class (cats/, dogs/)")
+        names[split] = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    if names["train"] != names["validation"]:
+        raise DataError(f"class folders differ: {root / 'train'} has {list(names['train'])} "
+                        f"but {root / 'validation'} has {list(names['validation'])}; "
+                        "give both the same class sub-folders")
+    if len(names["train"]) < 2:
+        raise DataError(f"{root / 'train'} holds {len(names['train'])} class folder(s) "
+                        f"{list(names['train'])}; a classifier needs two (cats/ and dogs/)")
+    for split in SPLIT_FOLDERS:
+        for cls in names[split]:
+            folder = root / split / cls
+            if not any(p.is_file() for p in folder.iterdir()):
+                raise DataError(f"the class folder {folder} is empty; put its images there "
+                                "or remove the class from both splits")
+    return names["train"]
+
+
+def check_image(path: Path) -> str | None:
+    """None when Pillow decodes the whole image, else why it can't be used."""
+    from PIL import Image
+
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"not an image file name ({path.suffix or 'no extension'})"
+    data = path.read_bytes()
+    if not data:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+    except Exception as exc:  # Pillow raises many types for bad files
+        return f"cannot be decoded ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _scan_folder(root: Path, cache_root: Path) -> dict[str, dict[str, Any]]:
+    """Check every file once; remember results by (size, mtime) in a scan cache."""
+    record_path = cache_root / "scan" / f"{digest(str(root.resolve()))}.json"
+    try:
+        known = json.loads(record_path.read_text())
+        known = known["files"] if known.get("format") == SCAN_FORMAT else {}
+    except (OSError, ValueError, KeyError):
+        known = {}
+    result: dict[str, dict[str, Any]] = {}
+    for split in SPLIT_FOLDERS:
+        for path in sorted((root / split).rglob("*")):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(root).as_posix()
+            st = path.stat()
+            stamp = [st.st_size, st.st_mtime_ns]
+            entry = known.get(rel)
+            if entry is None or entry["stamp"] != stamp:
+                entry = {"stamp": stamp, "sha256": file_digest(path), "problem": check_image(path)}
+            result[rel] = entry
+    if result != known:
+        write_atomic(record_path, json.dumps({"format": SCAN_FORMAT, "files": result}))
+    return result
+
+
+def _pick(files: list[str], limit: int | None, rng: random.Random) -> list[str]:
+    files = sorted(files, key=_natural)
+    rng.shuffle(files)
+    return files if limit is None else files[:limit]
+
+
+def scan(settings: Settings, root: Path | None = None, source: str = "") -> Dataset:
+    """Check the data folder and split it by file list; no image is decoded twice."""
+    if root is None:
+        root, source = locate(settings.data_dir)
+    classes = list_classes(root)
+    checked = _scan_folder(root, settings.cache_root)
+    skipped = tuple((rel, e["problem"]) for rel, e in checked.items() if e["problem"])
+    for rel, problem in skipped:
+        log.warning("skipping %s: %s", rel, problem)
+    profile = settings.profile_spec
+    rng = random.Random(settings.seed)
+    parts: dict[str, tuple[list[str], list[int]]] = {s: ([], []) for s in
+                                                      ("train", "validation", "test")}
+    for label, cls in enumerate(classes):
+        def usable(split: str, cls: str = cls) -> list[str]:
+            prefix = f"{split}/{cls}/"
+            return [r for r, e in checked.items() if r.startswith(prefix) and not e["problem"]]
+
+        train = _pick(usable("train"), profile.train_per_class, rng)
+        pool = _pick(usable("validation"), profile.validation_per_class, rng)
+        if not train or len(pool) < 2:
+            raise DataError(f"too few usable images for class {cls!r} in {root}: "
+                            f"{len(train)} in train/, {len(pool)} in validation/ "
+                            "(need at least 1 and 2)")
+        n_test = max(1, round(len(pool) / TEST_FRACTION))
+        for split, files in (("train", train), ("test", pool[:n_test]),
+                             ("validation", pool[n_test:])):
+            parts[split][0].extend(files)
+            parts[split][1].extend([label] * len(files))
+    splits = {name: Split(name, tuple(f), tuple(y)) for name, (f, y) in parts.items()}
+    manifest = digest({name: [[f, checked[f]["sha256"]] for f in s.files]
+                       for name, s in splits.items()} | {"classes": classes})
+    return Dataset(root, classes, splits["train"], splits["validation"], splits["test"],
+                   manifest, source, skipped)
+
+
+def decode(path: Path, size: int) -> np.ndarray:
+    """One image as uint8 RGB, resized (bilinear) to size x size, as Keras loads it."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8)
+
+
+def arrays(dataset: Dataset, settings: Settings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Decoded splits as (images uint8 NHWC, labels int32), cached by manifest and size."""
+    size = settings.image_size
+    path = settings.cache_root / "decoded" / f"{dataset.manifest[:32]}-{size}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return {s: (npz[f"{s}_x"], npz[f"{s}_y"]) for s in dataset.splits}
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("decoded-image cache %s is unreadable (%s); decoding again", path, exc)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, split in dataset.splits.items():
+        x = np.stack([decode(dataset.root / f, size) for f in split.files])
+        out[name] = (x, np.asarray(split.labels, dtype=np.int32))
+    buffer = io.BytesIO()
+    arrays_by_name = {f"{s}_{k}": v for s, xy in out.items() for k, v in zip("xy", xy, strict=True)}
+    np.savez(buffer, **arrays_by_name)
+    write_atomic(path, buffer.getvalue())
+    log.info("decoded %d images once into %s", sum(len(x) for x, _ in out.values()), path.name)
+    return out
+
+
+def pipelines(data: dict[str, tuple[np.ndarray, np.ndarray]], batch_size: int,
+              seed: int) -> dict[str, Any]:
+    """tf.data pipelines: float32 batches, shuffled training, prefetching."""
+    import tensorflow as tf
+
+    out = {}
+    for name, (x, y) in data.items():
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if name == "train":
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b),
+                                      num_parallel_calls=tf.data.AUTOTUNE)
+        out[name] = ds.prefetch(tf.data.AUTOTUNE)
+    return out

@@ -1,0 +1,35 @@
+"""The one exceptions module: every error a user can meet derives from CatdogError."""
+
+from __future__ import annotations
+
+
+class CatdogError(Exception):
+    """Base error: the message says what was wrong, where, and how to fix it."""
+
+    exit_code = 1
+
+
+class ConfigError(CatdogError):
+    """A setting or CLI value is unknown or out of range."""
+
+    exit_code = 2
+
+
+class DataError(CatdogError):
+    """The data set is missing or malformed."""
+
+
+class WeightsError(CatdogError):
+    """The MobileNetV2 weights file is missing or unusable."""
+
+
+class CacheError(CatdogError):
+    """A cache entry or lock could not be used."""
+
+
+class PageError(CatdogError):
+    """A content page failed to execute or breaks a page rule."""
+
+
+class BuildError(CatdogError):
+    """The site could not be built or published."""

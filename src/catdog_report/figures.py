@@ -1,0 +1,163 @@
+"""Pure figure functions: each returns a matplotlib Figure whose label is its alt text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are rendered to files, never to a screen
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .tables import PRETTY  # noqa: E402
+
+COLORS = {"model_one": "#1f77b4", "model_two": "#ff7f0e", "model_three": "#2ca02c",
+          "model_four": "#d62728"}
+
+
+def _figure(w: float, h: float, alt: str) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
+    fig.set_label(alt)
+    return fig
+
+
+def plot_grid(images: np.ndarray, labels: Sequence[int], class_names: Sequence[str]) -> Figure:
+    """A 2x3 grid: three dogs on the top row, three cats below, as the walkthrough shows."""
+    labels = np.asarray(labels)
+    dog, cat = class_names.index("dogs"), class_names.index("cats")
+    rows = [np.flatnonzero(labels == dog)[:3], np.flatnonzero(labels == cat)[:3]]
+    fig = _figure(7.5, 5.2, "A 2 by 3 grid of training photos: three dogs on the top row, "
+                            "three cats on the bottom row")
+    axes = fig.subplots(2, 3)
+    for r, idx in enumerate(rows):
+        for c in range(3):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(idx):
+                ax.imshow(images[idx[c]].astype("uint8"))
+                ax.set_title(class_names[labels[idx[c]]])
+    return fig
+
+
+def plot_augmentation(images: Sequence[np.ndarray], title: str, alt: str) -> Figure:
+    """Six augmented versions of one photo in a 2x3 grid."""
+    fig = _figure(7.5, 5.2, alt)
+    fig.suptitle(title)
+    for ax, img in zip(fig.subplots(2, 3).ravel(), images, strict=False):
+        ax.imshow(np.clip(np.asarray(img), 0, 255).astype("uint8"))
+        ax.axis("off")
+    return fig
+
+
+def plot_history(history: Mapping[str, Sequence[float]], title: str) -> Figure:
+    """Training and validation accuracy (left) and loss (right) per epoch."""
+    epochs = np.arange(1, len(history["accuracy"]) + 1)
+    fig = _figure(9, 3.6, f"{title}: training and validation accuracy and loss over "
+                          f"{len(epochs)} epochs")
+    for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss"), strict=True):
+        ax.plot(epochs, history[metric], "o-", label=f"training {metric}")
+        ax.plot(epochs, history[f"val_{metric}"], "s-", label=f"validation {metric}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{title}: {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def plot_metric_comparison(histories: Mapping[str, Mapping[str, Sequence[float]]],
+                           metric: str, baseline: float | None = None) -> Figure:
+    """One validation metric of every model over epochs, with the baseline."""
+    label = metric.replace("val_", "validation ")
+    fig = _figure(8, 4, f"{label} of every model over epochs"
+                        + (f", with the {baseline:.0%} baseline" if baseline else ""))
+    ax = fig.subplots()
+    for name, h in histories.items():
+        ax.plot(np.arange(1, len(h[metric]) + 1), h[metric], "o-", ms=3,
+                color=COLORS.get(name), label=PRETTY.get(name, name))
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", label=f"baseline {baseline:.0%}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_test_accuracy(table: pd.DataFrame) -> Figure:
+    """Test accuracy per model as labelled bars."""
+    acc = table["test acc"].dropna()
+    fig = _figure(8, 3.6, "Bar chart of test accuracy per model: "
+                          + ", ".join(f"{m} {v:.1%}" for m, v in acc.items()))
+    ax = fig.subplots()
+    bars = ax.barh(list(acc.index)[::-1], list(acc.values)[::-1], color="#4c72b0")
+    ax.bar_label(bars, labels=[f"{v:.1%}" for v in list(acc.values)[::-1]], padding=3)
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("test accuracy")
+    return fig
+
+
+def plot_tradeoffs(table: pd.DataFrame) -> Figure:
+    """Test accuracy against parameter count (left) and training time (right)."""
+    rows = table.dropna(subset=["train time (s)"])
+    fig = _figure(9, 3.8, "Scatter plots of test accuracy against total parameters and "
+                          "against training time, one point per model")
+    for ax, col, log in zip(fig.subplots(1, 2), ("total params", "train time (s)"),
+                            (True, False), strict=True):
+        ax.scatter(rows[col].astype(float), rows["test acc"].astype(float), s=50)
+        for name, row in rows.iterrows():
+            ax.annotate(str(name), (float(row[col]), float(row["test acc"])),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(col)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_confusion(counts: pd.DataFrame, title: str) -> Figure:
+    """A confusion matrix with counts and row rates in each cell."""
+    values = counts.to_numpy()
+    rates = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
+    fig = _figure(4.2, 3.6, f"{title}: confusion matrix on the test split, "
+                            + "; ".join(f"true {t} predicted {p}: {counts.loc[t, p]}"
+                                        for t in counts.index for p in counts.columns))
+    ax = fig.subplots()
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, f"{values[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center",
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(counts.columns)), list(counts.columns))
+    ax.set_yticks(range(len(counts.index)), list(counts.index))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return fig
+
+
+def plot_misclassified(images: Sequence[np.ndarray], rows: pd.DataFrame,
+                       title: str, limit: int = 8) -> Figure:
+    """A gallery of misclassified photos captioned true / predicted / probability."""
+    n = min(limit, len(rows))
+    cols = min(4, max(n, 1))
+    fig = _figure(2.2 * cols, 2.6 * ((n + cols - 1) // cols or 1),
+                  f"{title}: {n} misclassified test photos with true and predicted labels")
+    axes = np.atleast_1d(fig.subplots((n + cols - 1) // cols or 1, cols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, img, (_, row) in zip(axes, images, rows.head(n).iterrows(), strict=False):
+        ax.imshow(np.asarray(img).astype("uint8"))
+        ax.set_title(f"true {row['true']}\npred {row['predicted']} ({row['probability']:.0%})",
+                     fontsize=8)
+    return fig
+
+
+def alt_text(fig: Any) -> str:
+    """The alt text a figure function attached."""
+    return str(fig.get_label() or "figure")

@@ -1,0 +1,168 @@
+"""What a content page calls inside its Jupyter kernel: the study, and display helpers."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import config, data, figures, models, tables, training
+from .training import Run
+
+ENV_DATA_SOURCE = "CATDOG_DATA_SOURCE"
+ENV_MANIFEST = "CATDOG_BUILD_MANIFEST"  # JSON list of the runs earlier pages used
+
+
+def _log_to_terminal() -> None:
+    """Inside a build, send library logs to the kernel's own stderr: the build terminal."""
+    root = logging.getLogger("catdog_report")
+    if os.environ.get(config.ENV_SETTINGS) and not root.handlers:
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+
+
+@dataclass
+class Study:
+    """The data and settings one page works with; images are decoded on first use."""
+
+    settings: config.Settings
+    dataset: data.Dataset
+
+    @cached_property
+    def arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Decoded images and labels per split."""
+        return data.arrays(self.dataset, self.settings)
+
+    @cached_property
+    def weights(self) -> tuple[str | None, str]:
+        """Model four's base weights and their description."""
+        return models.resolve_weights(self.settings)
+
+    def fit(self, name: str) -> Run:
+        """Train (or load from the run cache) one of the four models."""
+        weights = self.weights[0] if name == "model_four" else None
+        return training.fit(name, self.settings, self.dataset, self.arrays, weights)
+
+    def test_images(self, files: list[str]) -> list[np.ndarray]:
+        """Decoded test images by file name."""
+        x, _ = self.arrays["test"]
+        index = {f: i for i, f in enumerate(self.dataset.test.files)}
+        return [x[index[f]] for f in files]
+
+    def runs_in_build(self) -> list[Run]:
+        """The runs the earlier pages of this build used, in page order."""
+        keys = json.loads(os.environ.get(ENV_MANIFEST, "[]"))
+        return training.runs_from_log(self.settings, keys)
+
+
+def study() -> Study:
+    """The study of the current build (or of the CATDOG_* variables when run by hand)."""
+    _log_to_terminal()
+    settings = config.from_environment()
+    root = settings.data_dir
+    source = os.environ.get(ENV_DATA_SOURCE, "")
+    if root is None:
+        root, source = data.locate(None)
+    return Study(settings, data.scan(settings, root, source))
+
+
+def _has_photo(fig: Any) -> bool:
+    return any(ax.get_images() and ax.get_images()[0].get_array().ndim == 3 for ax in fig.axes)
+
+
+def figure_bytes(fig: Any) -> tuple[str, bytes]:
+    """Encode a figure for the web: WebP for photos, palette PNG for plots."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, facecolor="white")
+    img = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    out = io.BytesIO()
+    if _has_photo(fig):
+        img.save(out, format="WEBP", quality=80, method=4)
+        return "image/webp", out.getvalue()
+    img.quantize(256, method=Image.Quantize.MEDIANCUT).save(out, format="PNG", optimize=True)
+    return "image/png", out.getvalue()
+
+
+def show(fig: Any, caption: str | None = None) -> None:
+    """Display a figure with its alt text and an optional caption."""
+    from IPython.display import display
+
+    mime, payload = figure_bytes(fig)
+    meta = {"alt": str(fig.get_label() or "figure"), "caption": caption or ""}
+    display({mime: base64.b64encode(payload).decode(), "text/plain": meta["alt"]},
+            raw=True, metadata={mime: meta})
+
+
+def markdown_table(df: pd.DataFrame, formats: Mapping[str, str] | None = None,
+                   bold: Mapping[str, Any] | None = None) -> str:
+    """A pipe table; formats maps column → format spec; bold marks given values."""
+    formats, bold = formats or {}, bold or {}
+    cols = [df.index.name or ""] + [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["--:"] * len(df.columns))
+             + "|"]
+    for idx, row in df.iterrows():
+        cells = [str(idx)]
+        for col in df.columns:
+            value = row[col]
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                cells.append("–")
+                continue
+            text = format(value, formats.get(col, "")) if col in formats else str(value)
+            cells.append(f"**{text}**" if col in bold and value == bold[col] else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def say(text: str) -> None:
+    """Display Markdown prose (numbers in it come from the code that formats it)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
+def show_table(df: pd.DataFrame, formats: Mapping[str, str] | None = None,
+               bold: Mapping[str, Any] | None = None, caption: str = "") -> None:
+    """Display a DataFrame as a Markdown table."""
+    say(markdown_table(df, formats, bold) + (f"\n\n*{caption}*" if caption else ""))
+
+
+def show_code(*names: str) -> None:
+    """Display the library source of model builders as a Python code block."""
+    say("\n".join(f"```python\n{models.source(n).rstrip()}\n```" for n in names))
+
+
+def project_file(*parts: str) -> Path:
+    """A path inside the project."""
+    return config.from_environment().project_dir.joinpath(*parts)
+
+
+def show_evaluation(st: Study, run: Run, title: str) -> None:
+    """The confusion matrix and the misclassified test photos of one run."""
+    preds = tables.predictions(run.record)
+    counts = tables.confusion_matrix(preds["true"], preds["predicted"], run.record["class_names"])
+    show(figures.plot_confusion(counts, title),
+         caption=f"{title} on the {len(preds)} test photos: counts and rates per true class")
+    wrong = tables.misclassified(run.record)
+    if wrong.empty:
+        say(f"{title} misclassified none of the {len(preds)} test photos.")
+        return
+    shown = wrong.head(8)
+    show(figures.plot_misclassified(st.test_images(list(shown["file"])), shown, title),
+         caption=f"{len(shown)} of the {len(wrong)} test photos {title} got wrong, "
+                 "most confident mistakes first")

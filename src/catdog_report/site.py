@@ -1,0 +1,136 @@
+"""The MkDocs side: nav order, the generated docs folder, an atomic site swap, link checks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from .cache import digest, file_digest, write_atomic
+from .errors import BuildError
+
+log = logging.getLogger(__name__)
+DIGEST_FILE = ".catdog-docs-digest"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that tolerates MkDocs's !!python/name and !ENV tags."""
+
+
+_Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+
+
+def read_config(project: Path) -> dict[str, Any]:
+    """mkdocs.yml as data."""
+    path = project / "mkdocs.yml"
+    try:
+        return yaml.load(path.read_text(), Loader=_Loader) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise BuildError(f"cannot read {path}: {exc}") from exc
+
+
+def nav_pages(project: Path) -> list[str]:
+    """The page names (content/NAME.md) in navigation order."""
+    def walk(items: Any) -> list[str]:
+        out: list[str] = []
+        for item in items or []:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            out += walk(value) if isinstance(value, list) else [str(value)]
+        return out
+
+    names = [Path(p).stem for p in walk(read_config(project).get("nav"))]
+    missing = [n for n in names if not (project / "content" / f"{n}.md").is_file()]
+    if missing:
+        raise BuildError(f"mkdocs.yml's nav names pages with no content/NAME.md: {missing}; "
+                         "add the page or remove it from nav")
+    return names
+
+
+def sync_docs(docs: Path, files: dict[str, bytes]) -> int:
+    """Make docs hold exactly files (relative path → bytes); returns how many were written."""
+    written = sum(write_atomic(docs / rel, data) for rel, data in files.items())
+    for path in sorted(docs.rglob("*"), reverse=True):
+        rel = path.relative_to(docs).as_posix()
+        if path.is_file() and rel not in files and rel != DIGEST_FILE:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return written
+
+
+def docs_digest(docs: Path, project: Path) -> str:
+    """A hash of the generated docs and the MkDocs config."""
+    files = {p.relative_to(docs).as_posix(): file_digest(p) for p in sorted(docs.rglob("*"))
+             if p.is_file() and p.name != DIGEST_FILE}
+    return digest({"docs": files, "config": (project / "mkdocs.yml").read_text()})
+
+
+def publish(project: Path, site: Path, docs: Path) -> bool:
+    """Build the site with MkDocs into a temp folder and swap it in; False if up to date."""
+    wanted = docs_digest(docs, project)
+    marker = site / DIGEST_FILE
+    if marker.is_file() and marker.read_text() == wanted:
+        log.info("site/ is up to date; MkDocs not run")
+        return False
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import MkDocsException
+
+    tmp = Path(tempfile.mkdtemp(dir=site.parent, prefix="site.tmp-"))
+    try:
+        cfg = load_config(str(project / "mkdocs.yml"), site_dir=str(tmp), docs_dir=str(docs))
+        build(cfg)
+        (tmp / DIGEST_FILE).write_text(wanted)
+        swap(tmp, site)
+    except MkDocsException as exc:
+        raise BuildError(f"MkDocs could not build the site: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def swap(new: Path, site: Path) -> None:
+    """Replace site with new: the old one is moved aside first, so site is never a mix."""
+    old = site.parent / f"site.old-{os.getpid()}"
+    if site.exists():
+        os.rename(site, old)
+    os.rename(new, site)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if value and ((tag == "img" and name == "src") or (tag == "a" and name == "href")
+                          or (tag == "link" and name == "href")
+                          or (tag == "script" and name == "src")):
+                self.links.append(value)
+
+
+def broken_links(site: Path) -> list[str]:
+    """Every local img/a/link/script target in site/ that does not exist."""
+    problems = []
+    for page in sorted(site.rglob("*.html")):
+        parser = _Links()
+        parser.feed(page.read_text(errors="replace"))
+        for link in parser.links:
+            parts = urlsplit(link)
+            if parts.scheme or parts.netloc or not parts.path:
+                continue
+            target = (page.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                problems.append(f"{page.relative_to(site)}: {link}")
+    return problems
