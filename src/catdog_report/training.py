@@ -125,15 +125,18 @@ class EpochLog:
         import keras
 
         class _Log(keras.callbacks.Callback):
+            seconds: list[float] = []
+
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
                 self.t0 = time.perf_counter()
 
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 logs = logs or {}
+                self.seconds.append(round(time.perf_counter() - self.t0, 3))
                 log.info("%s epoch %d/%d: loss %.4f, accuracy %.4f, val_accuracy %.4f (%.1f s)",
                          name, epoch + 1, epochs, logs.get("loss", float("nan")),
                          logs.get("accuracy", float("nan")),
-                         logs.get("val_accuracy", float("nan")), time.perf_counter() - self.t0)
+                         logs.get("val_accuracy", float("nan")), self.seconds[-1])
 
         return _Log()
 
@@ -179,8 +182,10 @@ def _train(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, An
     ds = data.pipelines(arrays, settings.batch_size, settings.seed)
     log.info("training %s: %d epochs on %d images", name, epochs, len(dataset.train))
     t0 = time.perf_counter()
+    epoch_log = EpochLog(name, epochs)
+    epoch_log.seconds = []
     hist = model.fit(ds["train"], validation_data=ds["validation"], epochs=epochs, verbose=0,
-                     callbacks=[EpochLog(name, epochs)])
+                     callbacks=[epoch_log])
     seconds = time.perf_counter() - t0
     test_loss, test_acc = model.evaluate(ds["test"], verbose=0)
     logits = model.predict(ds["test"], verbose=0)
@@ -211,6 +216,8 @@ def _train(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, An
         },
         "class_names": list(dataset.class_names),
         "train_seconds": round(seconds, 2),
+        "epoch_seconds": epoch_log.seconds,
+        "images": {split: len(s) for split, s in dataset.splits.items()},
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "environment": environment(),
     }
