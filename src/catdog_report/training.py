@@ -71,22 +71,30 @@ def versions() -> dict[str, str]:
 def architecture(model: Any) -> Any:
     """The model's config with auto-generated layer names made canonical."""
     names: dict[str, str] = {}
+    config = model.get_config()
 
-    def collect(layer: Any) -> None:
-        names.setdefault(layer.name, f"layer{len(names)}")
-        for sub in getattr(layer, "layers", []):
-            collect(sub)
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            inner = value.get("config")
+            if "class_name" in value and isinstance(inner, dict) and isinstance(
+                    inner.get("name"), str):
+                names.setdefault(inner["name"], f"layer{len(names)}")
+            for v in value.values():
+                collect(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                collect(v)
 
-    collect(model)
+    collect(config)
 
     def canon(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: canon(v) for k, v in value.items()}
-        if isinstance(value, list):
+        if isinstance(value, list | tuple):
             return [canon(v) for v in value]
         return names.get(value, value) if isinstance(value, str) else value
 
-    return canon(model.get_config())
+    return canon(config)
 
 
 def weights_id(weights: str | Path | None) -> str:

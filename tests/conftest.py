@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny generated image folders, settings pointing at tmp folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catdog_report.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_images(root: Path, per_class: dict[str, int] | None = None, size: int = 48,
+                seed: int = 0) -> Path:
+    """A cats_and_dogs_filtered-shaped folder: cats are blue discs, dogs red squares."""
+    per_class = per_class or {"train": 12, "validation": 10}
+    rng = np.random.default_rng(seed)
+    number = 0
+    for split, n in per_class.items():
+        for cls in ("cats", "dogs"):
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for _ in range(n):
+                img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 80, 3)))
+                from PIL import ImageDraw
+
+                draw = ImageDraw.Draw(img)
+                a, b = sorted(rng.integers(4, size - 4, 2))
+                if cls == "cats":
+                    draw.ellipse([a, a, b + 4, b + 4], fill=(40, 60, 230))
+                else:
+                    draw.rectangle([a, a, b + 4, b + 4], fill=(230, 50, 40))
+                img.save(folder / f"{cls[:-1]}.{number}.jpg", quality=90)
+                number += 1
+    return root
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    """A tiny two-class data set."""
+    return make_images(tmp_path / "cats_and_dogs_filtered")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_data: Path) -> Settings:
+    """Quick-profile settings on the tiny data set with a private cache."""
+    return Settings(profile="quick", project_dir=tmp_path, data_dir=tiny_data,
+                    cache_dir=tmp_path / "cache", image_size=128, batch_size=8)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project's content and mkdocs.yml in a tmp folder."""
+    dest = tmp_path / "project"
+    dest.mkdir()
+    shutil.copytree(ROOT / "content", dest / "content")
+    shutil.copy(ROOT / "mkdocs.yml", dest / "mkdocs.yml")
+    return dest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's CATDOG_* variables or Keras cache."""
+    for var in ("CATDOG_DATA_DIR", "CATDOG_WEIGHTS", "CATDOG_CACHE_DIR", "CATDOG_PROFILE",
+                "CATDOG_SETTINGS", "CATDOG_RUNLOG", "CATDOG_BUILD_MANIFEST"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from catdog_report.config import PROFILES, Settings, from_environment
+from catdog_report.errors import ConfigError
+
+
+def test_profiles_have_the_walkthrough_epochs() -> None:
+    assert dict(PROFILES["full"].epochs) == {"model_one": 20, "model_two": 30,
+                                             "model_three": 20, "model_four": 10}
+    assert PROFILES["full"].train_per_class is None
+    assert all(1 <= e <= 2 for e in PROFILES["quick"].epochs.values())
+    assert PROFILES["demo"].synthetic and not PROFILES["quick"].synthetic
+
+
+def test_unknown_profile_suggests_the_closest() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'quick'"):
+        Settings(profile="quik")
+
+
+def test_unknown_setting_key_suggests_the_closest() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'epoch'.*did you mean 'epochs'"):
+        Settings.from_mapping({"epoch": 3})
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 2.5])
+def test_epochs_must_be_positive_integers(epochs: object) -> None:
+    with pytest.raises(ConfigError, match="positive integer"):
+        Settings(epochs={"model_one": epochs})
+
+
+def test_unknown_model_name_in_epochs() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'model_two'"):
+        Settings(epochs={"model_too": 3})
+
+
+def test_image_size_too_small() -> None:
+    with pytest.raises(ConfigError, match="too small"):
+        Settings(image_size=16)
+
+
+def test_settings_are_frozen_and_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings(profile="quick", data_dir=Path("rel/data"), epochs={"model_one": 3})
+    with pytest.raises(AttributeError):
+        s.profile = "full"  # type: ignore[misc]
+    assert s.data_dir is not None and s.data_dir.is_absolute()
+    assert s.epochs_for("model_one") == 3 and s.epochs_for("model_two") == 2
+    monkeypatch.setenv("CATDOG_SETTINGS", s.to_json())
+    assert from_environment() == s
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CATDOG_PROFILE", "demo")
+    monkeypatch.setenv("CATDOG_CACHE_DIR", str(tmp_path))
+    s = from_environment()
+    assert s.profile == "demo" and s.cache_root == tmp_path.resolve()

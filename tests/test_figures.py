@@ -1,0 +1,53 @@
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from catdog_report import figures
+
+HISTORY = {"accuracy": [0.5, 0.7, 0.9], "val_accuracy": [0.5, 0.6, 0.62],
+           "loss": [0.7, 0.5, 0.3], "val_loss": [0.7, 0.65, 0.66]}
+
+
+def test_grid_puts_dogs_on_top_and_cats_below() -> None:
+    labels = [0, 1, 0, 1, 0, 1, 1, 0]  # 0 cats, 1 dogs
+    images = np.zeros((8, 16, 16, 3), dtype=np.uint8)
+    fig = figures.plot_grid(images, labels, ("cats", "dogs"))
+    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["dogs"] * 3 + ["cats"] * 3
+    assert "dogs on the top row" in figures.alt_text(fig)
+
+
+def test_history_plot_has_accuracy_and_loss() -> None:
+    fig = figures.plot_history(HISTORY, "Model one")
+    acc, loss = fig.axes
+    assert [line.get_ydata().tolist() for line in acc.get_lines()] == [
+        HISTORY["accuracy"], HISTORY["val_accuracy"]]
+    assert loss.get_ylabel() == "loss" and "3 epochs" in figures.alt_text(fig)
+
+
+def test_augmentation_shows_six() -> None:
+    fig = figures.plot_augmentation([np.zeros((8, 8, 3))] * 6, "flips", "six flips")
+    assert sum(bool(ax.get_images()) for ax in fig.axes) == 6
+
+
+def test_comparison_figures() -> None:
+    fig = figures.plot_metric_comparison({"model_one": HISTORY, "model_two": HISTORY},
+                                         "val_accuracy", 0.5)
+    assert len(fig.axes[0].get_lines()) == 3  # two models and the baseline
+    table = pd.DataFrame({"test acc": [0.9, 0.6], "total params": [10, 20],
+                          "train time (s)": [3.0, 4.0]}, index=["Model four", "Model one"])
+    bars = figures.plot_test_accuracy(table)
+    labels = [t.get_text() for t in bars.axes[0].texts]
+    assert labels == ["60.0%", "90.0%"]
+    assert len(figures.plot_tradeoffs(table).axes) == 2
+
+
+def test_confusion_and_gallery() -> None:
+    cm = pd.DataFrame([[3, 1], [0, 4]], index=["cats", "dogs"], columns=["cats", "dogs"])
+    fig = figures.plot_confusion(cm, "Model one")
+    assert [t.get_text() for t in fig.axes[0].texts][:2] == ["3\n75%", "1\n25%"]
+    rows = pd.DataFrame({"true": ["cats"], "predicted": ["dogs"], "probability": [0.8]})
+    gallery = figures.plot_misclassified([np.zeros((8, 8, 3))], rows, "Model one")
+    assert [ax.get_title() for ax in gallery.axes if ax.get_images()] == [
+        "true cats\npred dogs (80%)"]

@@ -1,0 +1,112 @@
+import dataclasses
+import json
+import zipfile
+
+import pytest
+
+from catdog_report import data, models, training
+from catdog_report.cache import digest
+from catdog_report.config import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def small(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, image_size=100, epochs={"model_one": 1, "model_two": 1})
+
+
+def _key(name: str, s: Settings, weights: object = None, **overrides: object) -> str:
+    ds = data.scan(s, s.data_dir)
+    model = models.build(name, s.image_size, weights)  # type: ignore[arg-type]
+    return digest(training.key_parts(model, name, s, ds, weights) | overrides)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["model_one", "model_two", "model_four"])
+def test_key_is_stable_across_auto_generated_layer_names(small: Settings, name: str) -> None:
+    assert _key(name, small) == _key(name, small)
+
+
+def test_every_part_of_the_key_invalidates(small: Settings, tiny_data,  # type: ignore[no-untyped-def]
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    base = _key("model_one", small)
+    variants = {
+        "epochs": _key("model_one", dataclasses.replace(small, epochs={"model_one": 2})),
+        "batch": _key("model_one", dataclasses.replace(small, batch_size=4)),
+        "size": _key("model_one", dataclasses.replace(small, image_size=128)),
+        "seed": _key("model_one", dataclasses.replace(small, seed=1)),
+        "strategy": _key("model_one", dataclasses.replace(small, strategy="mirrored")),
+        "architecture": _key("model_two", small, model="model_one"),
+    }
+    from PIL import Image
+
+    Image.new("RGB", (48, 48)).save(next((tiny_data / "train" / "cats").iterdir()))
+    variants["manifest"] = _key("model_one", small)
+    monkeypatch.setattr(training, "versions", lambda: {"tensorflow": "0.0"})
+    variants["versions"] = _key("model_one", small)
+    assert base not in variants.values()
+    assert len(set(variants.values())) == len(variants)
+
+
+def test_optimizer_config_is_in_the_key(small: Settings) -> None:
+    import keras
+
+    ds = data.scan(small, small.data_dir)
+    model = models.model_one(100)
+    a = training.key_parts(model, "model_one", small, ds, None)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=model.loss)
+    b = training.key_parts(model, "model_one", small, ds, None)
+    assert a["optimizer"] != b["optimizer"] and a["architecture"] == b["architecture"]
+
+
+def test_fit_miss_then_hit_then_one_model_retrains(small: Settings,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ds = data.scan(small, small.data_dir)
+    arrays = data.arrays(ds, small)
+    runlog = tmp_path / "runs.jsonl"
+    monkeypatch.setenv("CATDOG_RUNLOG", str(runlog))
+    first = training.fit("model_one", small, ds, arrays)
+    assert not first.cached and len(first.history["val_accuracy"]) == 1
+    assert set(first.record["test"]) == {"loss", "accuracy"}
+    assert len(first.record["predictions"]["true"]) == len(ds.test)
+
+    calls = []
+    real_train = training._train
+    monkeypatch.setattr(training, "_train", lambda *a: calls.append(a[0]) or real_train(*a))
+    again = training.fit("model_one", small, ds, arrays)
+    assert again.cached and again.record == first.record and calls == []
+
+    other = dataclasses.replace(small, epochs={"model_one": 1, "model_two": 2})
+    assert training.fit("model_one", other, ds, arrays).cached  # model two's epochs: no effect
+    retrained = training.fit("model_one", dataclasses.replace(small, epochs={"model_one": 2}),
+                             ds, arrays)
+    assert not retrained.cached and calls == ["model_one"]
+    lines = [json.loads(line) for line in runlog.read_text().splitlines()]
+    assert [line["cached"] for line in lines] == [False, True, True, False]
+
+
+def test_entry_is_data_not_code_and_loads_in_safe_mode(small: Settings) -> None:
+    ds = data.scan(small, small.data_dir)
+    run = training.fit("model_one", small, ds, data.arrays(ds, small))
+    files = sorted(p.name for p in run.folder.iterdir())
+    assert files == ["checksums.json", "model.keras", "record.json"]
+    with zipfile.ZipFile(run.folder / "model.keras") as z:
+        assert not [n for n in z.namelist() if n.endswith((".pkl", ".pickle", ".py"))]
+    model = run.load_model()
+    assert model.count_params() == run.record["params"]["total"]
+
+
+def test_interrupted_training_leaves_no_entry(small: Settings,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = data.scan(small, small.data_dir)
+
+    def crash(name, settings, dataset, arrays, weights, folder, parts):  # type: ignore[no-untyped-def]
+        (folder / "model.keras").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_train", crash)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit("model_one", small, ds, {})
+    store = training.run_store(small)
+    assert list(store.entries.iterdir()) == [] and list((store.root / "tmp").iterdir()) == []
