@@ -8,7 +8,6 @@ from PIL import Image
 from catdog_report import data
 from catdog_report.config import Settings
 from catdog_report.errors import DataError
-
 from conftest import make_images
 
 

@@ -128,8 +128,11 @@ def _run(client: Any, nb: Any, path: Path) -> None:
     except CellExecutionError as exc:
         index = next((i for i, c in enumerate(nb.cells, 1) if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
-        tail = "\n".join(_strip_ansi(str(exc)).strip().splitlines()[-6:])
-        raise PageError(f"page {path.name} failed in cell {index}:\n{tail}") from None
+        lines = _strip_ansi(str(exc.traceback or exc)).strip().splitlines()
+        tail = "\n".join("    " + line for line in lines[-8:])
+        raise PageError(f"page {path.name} failed in cell {index}: {exc.ename}: {exc.evalue}"
+                        f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it"
+                        ) from None
 
 
 def _strip_ansi(text: str) -> str:

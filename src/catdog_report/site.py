@@ -128,7 +128,8 @@ def broken_links(site: Path) -> list[str]:
             parts = urlsplit(link)
             if parts.scheme or parts.netloc or not parts.path:
                 continue
-            target = (page.parent / unquote(parts.path)).resolve()
+            base = site if parts.path.startswith("/") else page.parent
+            target = (base / unquote(parts.path).lstrip("/")).resolve()
             if target.is_dir():
                 target = target / "index.html"
             if not target.exists():

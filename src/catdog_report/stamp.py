@@ -78,11 +78,12 @@ def stamp(page: Any, state: dict[str, Any], runs: Sequence[dict[str, Any]]) -> s
         f"- **Hardware:** {state['cpu']}; GPU: {', '.join(gpus) if gpus else 'none'}",
     ]
     for r in runs:
-        how = "loaded from the run cache" if r["cached"] else "trained during this build"
+        how = ("loaded from the run cache" if r["cached"]
+               else "trained while this page executed")
         lines.append(f"- **{r['model']}** (run `{r['key'][:12]}`): {how}; trained "
                      f"{r['trained_at']} in {r['train_seconds']:.0f} s")
-    how = "from the page cache" if page.cached else "in this build"
-    lines.append(f"- **Page executed** {page.executed_at} ({how}) in {page.seconds:.1f} s")
+    lines.append(f"- **Page executed** {page.executed_at} in {page.seconds:.1f} s "
+                 "(reused from the page cache until its inputs change)")
     body = "\n".join("    " + line for line in lines)
     return f'??? note "Reproducibility stamp"\n{body}\n'
 

@@ -1,0 +1,91 @@
+"""Whole builds on a tiny generated data set: slow (kernels, TensorFlow), run by make test."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from catdog_report import site
+from catdog_report.build import build
+from catdog_report.config import Settings
+from catdog_report.errors import BuildError, PageError
+
+pytestmark = pytest.mark.slow
+PAGES = ["index", "data", "model-one", "model-two", "model-three", "model-four", "test",
+         "comparison"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MobileNetV2 no-top weights file (random values, the real layout)."""
+    import keras
+
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_no_top.weights.h5"
+    keras.applications.MobileNetV2(input_shape=(100, 100, 3), include_top=False,
+                                   weights=None).save_weights(path)
+    return path
+
+
+@pytest.fixture
+def tiny_settings(project: Path, tiny_data: Path, weights: Path, tmp_path: Path) -> Settings:
+    return Settings(profile="quick", project_dir=project, data_dir=tiny_data, weights=weights,
+                    cache_dir=tmp_path / "cache", image_size=100, batch_size=8,
+                    epochs={m: 1 for m in ("model_one", "model_two", "model_three",
+                                           "model_four")})
+
+
+def _site_files(site_dir: Path) -> dict[str, int]:
+    return {str(p.relative_to(site_dir)): p.stat().st_mtime_ns for p in site_dir.rglob("*")}
+
+
+def test_whole_build_then_warm_rebuild_then_failing_page(
+        tiny_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    result = build(tiny_settings)
+    out = tiny_settings.site_dir
+    assert [p.name for p in result.pages] == PAGES and result.published
+    for name in PAGES:
+        html = out / ("index.html" if name == "index" else f"{name}/index.html")
+        text = html.read_text()
+        assert "Reproducibility stamp" in text and "Built from real data" in text, name
+        assert "data:image" not in text, f"{name} inlines an image"
+    assert site.broken_links(out) == []
+    assert len(list(out.rglob("*.png"))) + len(list(out.rglob("*.webp"))) >= 12
+    comparison = (out / "comparison" / "index.html").read_text()
+    assert comparison.count("<tr>") >= 6  # header, four models, baseline
+    assert (out / "model-one" / "notebooks" / "model-one.ipynb").is_file() or (
+        out / "notebooks" / "model-one.ipynb").is_file()
+    trained = [r for p in result.pages for r in p.runs if not r["cached"]]
+    assert sorted(r["model"] for r in trained) == ["model_four", "model_one", "model_three",
+                                                   "model_two"]
+    assert "model_one epoch 1/1" in caplog.text  # per-epoch progress reached the build log
+
+    before = _site_files(out)
+    caplog.clear()
+    again = build(tiny_settings)
+    assert all(p.cached for p in again.pages) and not again.published
+    assert _site_files(out) == before
+    assert "training" not in caplog.text
+
+    page = tiny_settings.project_dir / "content" / "test.md"
+    page.write_text(page.read_text().replace("st = study()", "st = study()\n1 / 0"))
+    with pytest.raises(PageError, match=r"test.md failed in cell \d+: ZeroDivisionError"):
+        build(tiny_settings)
+    assert _site_files(out) == before  # the previous site is untouched
+
+    keep = Settings.from_mapping({**{k: getattr(tiny_settings, k) for k in
+                                     tiny_settings.__dataclass_fields__}, "keep_going": True})
+    with pytest.raises(BuildError, match="1 page"):
+        build(keep)
+    manifest = json.loads((tiny_settings.build_dir / "manifest.json").read_text())
+    assert manifest["profile"] == "quick"
+
+
+def test_prose_edit_re_executes_that_page_alone(tiny_settings: Settings) -> None:
+    build(tiny_settings)
+    page = tiny_settings.project_dir / "content" / "model-two.md"
+    page.write_text(page.read_text().replace("Model one overfits.", "Model one overfits!"))
+    result = build(tiny_settings)
+    assert [p.name for p in result.pages if not p.cached] == ["model-two"]
+    assert "overfits!" in (tiny_settings.site_dir / "model-two" / "index.html").read_text()
