@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # figures are rendered to files, never to a screen
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .tables import PRETTY  # noqa: E402
 
@@ -62,6 +63,7 @@ def plot_history(history: Mapping[str, Sequence[float]], title: str) -> Figure:
         ax.plot(epochs, history[metric], "o-", label=f"training {metric}")
         ax.plot(epochs, history[f"val_{metric}"], "s-", label=f"validation {metric}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.set_title(f"{title}: {metric}")
         ax.grid(alpha=0.3)
@@ -82,6 +84,7 @@ def plot_metric_comparison(histories: Mapping[str, Mapping[str, Sequence[float]]
     if baseline is not None:
         ax.axhline(baseline, color="grey", ls="--", label=f"baseline {baseline:.0%}")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -159,9 +159,22 @@ def to_markdown(nb: Any, stem: str) -> tuple[str, dict[str, bytes]]:
         if "remove-input" not in tags and cell.source.strip():
             parts.append(f"```python\n{cell.source.strip()}\n```")
         if "remove-output" not in tags:
-            for out in cell.get("outputs", []):
+            for out in _merge_streams(cell.get("outputs", [])):
                 parts.extend(_output(out, stem, images))
     return "\n\n".join(p for p in parts if p.strip()) + "\n", images
+
+
+def _merge_streams(outputs: list[Any]) -> list[Any]:
+    """Join consecutive stdout chunks into one output, as a reader sees them."""
+    merged: list[Any] = []
+    for out in outputs:
+        if (merged and out.get("output_type") == "stream" and out.get("name") == "stdout"
+                and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == "stdout"):
+            merged[-1] = dict(merged[-1], text=merged[-1]["text"] + out["text"])
+        else:
+            merged.append(out)
+    return merged
 
 
 def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
