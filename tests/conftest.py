@@ -62,6 +62,17 @@ def project(tmp_path: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def mobilenet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MobileNetV2 no-top weights file: the real layout, random values (tests are offline)."""
+    import keras
+
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_no_top.weights.h5"
+    keras.applications.MobileNetV2(input_shape=(100, 100, 3), include_top=False,
+                                   weights=None).save_weights(path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's CATDOG_* variables or Keras cache."""

@@ -16,23 +16,28 @@ PAGES = ["index", "data", "model-one", "model-two", "model-three", "model-four",
          "comparison"]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A MobileNetV2 no-top weights file (random values, the real layout)."""
-    import keras
-
-    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_no_top.weights.h5"
-    keras.applications.MobileNetV2(input_shape=(100, 100, 3), include_top=False,
-                                   weights=None).save_weights(path)
-    return path
-
-
 @pytest.fixture
-def tiny_settings(project: Path, tiny_data: Path, weights: Path, tmp_path: Path) -> Settings:
-    return Settings(profile="quick", project_dir=project, data_dir=tiny_data, weights=weights,
+def tiny_settings(project: Path, tiny_data: Path, mobilenet_weights: Path,
+                  tmp_path: Path) -> Settings:
+    return Settings(profile="quick", project_dir=project, data_dir=tiny_data,
+                    weights=mobilenet_weights,
                     cache_dir=tmp_path / "cache", image_size=100, batch_size=8,
                     epochs={m: 1 for m in ("model_one", "model_two", "model_three",
                                            "model_four")})
+
+
+def assert_no_local_details(site_dir: Path, settings: Settings) -> None:
+    """No published file names a local path, the host or the user's home."""
+    import socket
+    import sys
+
+    secrets = {str(settings.project_dir), str(settings.cache_root), str(settings.data_dir),
+               sys.prefix, str(Path.home()) + "/", socket.gethostname()}
+    for path in site_dir.rglob("*"):
+        if path.is_file() and path.suffix in {".html", ".md", ".txt", ".ipynb", ".json", ".xml"}:
+            text = path.read_text(errors="replace")
+            leaks = [s for s in secrets if s and s in text]
+            assert not leaks, f"{path.relative_to(site_dir)} contains {leaks}"
 
 
 def _site_files(site_dir: Path) -> dict[str, int]:
@@ -60,6 +65,7 @@ def test_whole_build_then_warm_rebuild_then_failing_page(
     assert sorted(r["model"] for r in trained) == ["model_four", "model_one", "model_three",
                                                    "model_two"]
     assert "model_one epoch 1/1" in caplog.text  # per-epoch progress reached the build log
+    assert_no_local_details(out, tiny_settings)
 
     before = _site_files(out)
     caplog.clear()

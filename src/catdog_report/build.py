@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,11 +159,26 @@ def build(settings: Settings) -> BuildResult:
 
     Nothing is published when any page fails; the previous site/ stays as it was.
     """
+    with project_lock(settings.build_dir):
+        return _build(settings)
+
+
+@contextlib.contextmanager
+def project_lock(build_dir: Path) -> Iterator[None]:
+    """One build at a time per project: a second one waits, saying so."""
+    from .cache import Store
+
+    with Store(build_dir, "build").lock("project"):
+        yield
+
+
+def _build(settings: Settings) -> BuildResult:
+    """The build itself, under the project lock."""
     t0 = time.perf_counter()
     result = BuildResult()
     names = site.nav_pages(settings.project_dir)
-    for store in (pages.page_store(settings.cache_root),):
-        store.sweep()
+    site.recover(settings.site_dir)
+    pages.page_store(settings.cache_root).sweep()
     dataset, settings = resolve_data(settings)
     gather_pages(settings, dataset, names, result)
     if result.failures:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -52,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", nargs="*", default=[], metavar="MODEL=N",
                    help="override a model's epochs, e.g. model_one=3")
     b.add_argument("--seed", type=int, default=1337)
+    b.add_argument("--image-size", type=int, default=160, help="square input size in pixels")
+    b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--strategy", default="none", help=f"one of {', '.join(STRATEGIES)}")
     b.add_argument("--keep-going", action="store_true",
                    help="execute every page even if one fails, then fail with a summary")
@@ -67,10 +70,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Build the site."""
     from .build import build
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind like Ctrl-C
     settings = Settings.from_mapping({
         "profile": args.profile, "project_dir": args.project.resolve(),
         "data_dir": args.data_dir, "weights": args.weights, "cache_dir": args.cache_dir,
         "epochs": _epochs(args.epochs), "seed": args.seed, "strategy": args.strategy,
+        "image_size": args.image_size, "batch_size": args.batch_size,
         "keep_going": args.keep_going})
     result = build(settings)
     executed = [p.name for p in result.pages if not p.cached]
@@ -124,14 +129,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CatdogError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        sys.stderr.write(f"catdog-report: error: {exc}\n")
-        return exc.exit_code
+        if not _interrupted():
+            if args.verbose:
+                traceback.print_exc()
+            sys.stderr.write(f"catdog-report: error: {exc}\n")
+            return exc.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write(f"catdog-report: interrupted after {time.perf_counter() - t0:.0f} s; "
-                         "caches and site/ are unchanged by the unfinished step\n")
-        return 130
+        pass
+    sys.stderr.write(f"catdog-report: interrupted after {time.perf_counter() - t0:.0f} s; "
+                     "caches and site/ are unchanged by the unfinished step\n")
+    return 130
+
+
+def _interrupted() -> bool:
+    from .pages import INTERRUPTED
+
+    return INTERRUPTED.is_set()
 
 
 if __name__ == "__main__":

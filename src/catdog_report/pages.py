@@ -20,6 +20,45 @@ from .errors import PageError
 log = logging.getLogger(__name__)
 
 KERNEL = "python3"
+_ACTIVE: set[Any] = set()  # kernel managers with a running kernel
+INTERRUPTED = threading.Event()
+
+
+def _client_class() -> Any:
+    """nbclient's client, with SIGINT/SIGTERM stopping the kernel and unwinding the build."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from nbclient import NotebookClient
+
+    class Client(NotebookClient):  # type: ignore[misc]
+        @contextlib.asynccontextmanager
+        async def async_setup_kernel(self, **kwargs: Any) -> Any:
+            async with super().async_setup_kernel(**kwargs):
+                loop, task = asyncio.get_running_loop(), asyncio.current_task()
+                for sig in (signal.SIGINT, signal.SIGTERM):  # replaces nbclient's handlers
+                    loop.add_signal_handler(sig, _on_signal, task)
+                yield
+
+    return Client
+
+
+def _on_signal(task: Any) -> None:
+    """Stop the kernels and cancel the execution (writes are atomic: nothing half-done)."""
+    kill_kernels()
+    if task is not None:
+        task.cancel()
+
+
+def kill_kernels() -> None:
+    """Stop every running page kernel at once (the build was interrupted)."""
+    INTERRUPTED.set()
+    for km in list(_ACTIVE):
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is not None:
+            log.warning("stopping the kernel (pid %s)", process.pid)
+            process.kill()
 EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg", "image/svg+xml": "svg"}
 # Prose may not state results: a percentage or a decimal fraction in a Markdown cell is
 # a number that did not come from a run.
@@ -82,25 +121,53 @@ def page_key(path: Path, inputs: dict[str, Any]) -> str:
 def execute(nb: Any, path: Path, env: dict[str, str], timeout: int = 7200,
             log_file: Path | None = None) -> Any:
     """Run every cell in a fresh kernel; a failing cell becomes a PageError naming it."""
-    from jupyter_client.manager import KernelManager
-    from nbclient import NotebookClient
+    import asyncio
+
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     logging.getLogger("traitlets").setLevel(logging.ERROR)
+    try:
+        asyncio.run(_execute(nb, path, env, timeout, log_file))
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    except CellExecutionError as exc:
+        index = next((i for i, c in enumerate(nb.cells, 1) if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
+        lines = _strip_ansi(str(exc.traceback or exc)).strip().splitlines()
+        tail = "\n".join("    " + line for line in lines[-8:])
+        raise PageError(f"page {path.name} failed in cell {index}: {exc.ename}: {exc.evalue}"
+                        f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it"
+                        ) from None
+    except DeadKernelError:
+        why = ("the build was interrupted" if INTERRUPTED.is_set()
+               else "out of memory? check the page's log in build/logs/")
+        raise PageError(f"the Jupyter kernel running {path.name} died ({why})") from None
+    return nb
+
+
+async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int,
+                   log_file: Path | None) -> None:
+    """Start a kernel over IPC, relay its stderr, execute, and always shut it down."""
+    from jupyter_client.manager import AsyncKernelManager
+
     with tempfile.TemporaryDirectory(prefix="catdog-kernel-") as sockets:
-        km = KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(Path(sockets) / "k"))
-        client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=False,
-                                resources={"metadata": {"path": str(path.parent)}})
+        km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc",
+                                ip=str(Path(sockets) / "k"))
+        client = _client_class()(nb, km=km, timeout=timeout, allow_errors=False,
+                                 resources={"metadata": {"path": str(path.parent)}})
         read_fd, write_fd = os.pipe()
         try:
-            km.start_kernel(env=env, cwd=str(path.parent), stderr=write_fd)
-            os.close(write_fd)
-            relay = threading.Thread(target=_relay, args=(read_fd, log_file), daemon=True)
-            relay.start()
-            _run(client, nb, path)
+            try:
+                await km.start_kernel(env=env, cwd=str(path.parent), stderr=write_fd)
+            finally:
+                os.close(write_fd)
+            _ACTIVE.add(km)
+            threading.Thread(target=_relay, args=(read_fd, log_file), daemon=True).start()
+            await client.async_execute()
         finally:
+            _ACTIVE.discard(km)
             if km.has_kernel:
-                km.shutdown_kernel(now=True)
-    return nb
+                await km.shutdown_kernel(now=True)
 
 
 PROGRESS_PREFIX = "    "  # what notebook.py's kernel-side log lines start with
@@ -117,22 +184,6 @@ def _relay(fd: int, log_file: Path | None) -> None:
                 log.info("%s", line.rstrip())
     if sink:
         sink.close()
-
-
-def _run(client: Any, nb: Any, path: Path) -> None:
-    """Execute with the client; turn a failing cell into a PageError."""
-    from nbclient.exceptions import CellExecutionError
-
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        index = next((i for i, c in enumerate(nb.cells, 1) if c.cell_type == "code" and any(
-            o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
-        lines = _strip_ansi(str(exc.traceback or exc)).strip().splitlines()
-        tail = "\n".join("    " + line for line in lines[-8:])
-        raise PageError(f"page {path.name} failed in cell {index}: {exc.ename}: {exc.evalue}"
-                        f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it"
-                        ) from None
 
 
 def _strip_ansi(text: str) -> str:
@@ -204,11 +255,27 @@ def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
 
 
 def scrub(nb: Any) -> Any:
-    """Drop machine-specific metadata (paths, hosts) from an executed notebook."""
+    """Drop machine-specific metadata from an executed notebook."""
     nb.metadata.pop("jupytext", None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     return nb
+
+
+def scrub_text(text: str, project: Path) -> str:
+    """Replace local paths, the host name and the user's home in published text."""
+    import socket
+    import sys
+
+    places = {str(project): "<project>", sys.prefix: "<python>", sys.base_prefix: "<python>",
+              str(Path.home()): "~", tempfile.gettempdir(): "<tmp>"}
+    for old, new in sorted(places.items(), key=lambda kv: -len(kv[0])):
+        if len(old) > 1:
+            text = text.replace(old, new)
+    host = socket.gethostname()
+    if host and host != "localhost":
+        text = re.sub(rf"(?<![\w-]){re.escape(host)}(?![\w-])", "<host>", text)
+    return text
 
 
 def page_store(cache_root: Path) -> Store:
@@ -263,7 +330,9 @@ def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Pa
         seconds = time.perf_counter() - t0
         runs = [json.loads(line) for line in runlog.read_text().splitlines() if line]
     markdown, images = to_markdown(nb, path.stem)
-    text = nbformat.writes(scrub(nb))
+    project = path.resolve().parent.parent
+    text = scrub_text(nbformat.writes(scrub(nb)), project)
+    markdown = scrub_text(markdown, project)
     return Page(path.stem, title(nb, path.stem), markdown, images, text, runs,
                 round(seconds, 1), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
 

@@ -96,13 +96,43 @@ def publish(project: Path, site: Path, docs: Path) -> bool:
     return True
 
 
+RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux's renameat2(RENAME_EXCHANGE); False if unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
 def swap(new: Path, site: Path) -> None:
-    """Replace site with new: the old one is moved aside first, so site is never a mix."""
+    """Replace site with new in one atomic step where the OS allows: never a mix of both."""
+    if site.exists() and _exchange(new, site):
+        shutil.rmtree(new, ignore_errors=True)  # new now holds the old site
+        return
     old = site.parent / f"site.old-{os.getpid()}"
     if site.exists():
         os.rename(site, old)
     os.rename(new, site)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(site: Path) -> None:
+    """Put back a site moved aside by a killed swap, and drop stale temp folders."""
+    parent = site.parent
+    olds = sorted(parent.glob("site.old-*"), key=lambda p: p.stat().st_mtime)
+    if not site.exists() and olds:
+        log.warning("restoring %s from %s left by an interrupted build", site, olds[-1].name)
+        os.rename(olds.pop(), site)
+    for stale in olds + list(parent.glob("site.tmp-*")):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 class _Links(HTMLParser):

@@ -1,0 +1,68 @@
+"""The CLI turns errors into one line and an exit code; --verbose adds the traceback."""
+
+from pathlib import Path
+
+import pytest
+
+from catdog_report import cli
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = cli.main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_unknown_profile_is_one_line_with_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "build", "--profile", "quik")
+    assert code == 2
+    assert err.strip() == ("catdog-report: error: unknown profile 'quik' (did you mean 'quick'?);"
+                           " choose one of full, quick, demo")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "model_one=0"], "epochs for model_one must be a positive integer"),
+    (["--epochs", "model_for=3"], "did you mean 'model_four'"),
+    (["--epochs", "model_one=three"], "'three' is not a whole number"),
+    (["--strategy", "mirror"], "did you mean 'mirrored'"),
+])
+def test_bad_values(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    code, err = run(capsys, "build", *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_data_folder(capsys: pytest.CaptureFixture[str], project: Path,
+                             tmp_path: Path) -> None:
+    code, err = run(capsys, "build", "--project", str(project), "--profile", "quick",
+                    "--data-dir", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c"))
+    assert code == 1 and "does not exist" in err and "--data-dir" in err
+    assert "Traceback" not in err
+    code, err = run(capsys, "-v", "build", "--project", str(project), "--profile", "quick",
+                    "--data-dir", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c"))
+    assert code == 1 and "Traceback" in err
+
+
+def test_data_without_validation(capsys: pytest.CaptureFixture[str], project: Path,
+                                 tiny_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(tiny_data / "validation")
+    code, err = run(capsys, "build", "--project", str(project), "--profile", "quick",
+                    "--data-dir", str(tiny_data), "--cache-dir", str(tmp_path / "c"))
+    assert code == 1 and "validation is missing" in err
+    assert not (project / "site").exists()
+
+
+def test_check_site(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                    caplog: pytest.LogCaptureFixture) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text('<img src="a.png"><a href="b/">b</a>')
+    assert cli.main(["check-site", str(site)]) == 1
+    assert "broken link: index.html: a.png" in caplog.text
+    (site / "a.png").write_bytes(b"png")
+    (site / "b").mkdir()
+    (site / "b" / "index.html").write_text("ok")
+    assert cli.main(["check-site", str(site)]) == 0
+    code, err = run(capsys, "check-site", str(tmp_path / "none"))
+    assert code == 1 and "no built site" in err
