@@ -14,10 +14,8 @@ from typing import Any
 
 from . import data, models, pages, site, stamp
 from .cache import digest, file_digest, write_atomic
-from .config import ENV_SETTINGS, Settings
+from .config import ENV_DATA_SOURCE, ENV_MANIFEST, ENV_SETTINGS, Settings
 from .errors import BuildError, CatdogError, PageError
-from .notebook import ENV_DATA_SOURCE, ENV_MANIFEST
-from .training import versions
 
 log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent
@@ -81,7 +79,8 @@ def page_inputs(settings: Settings, dataset: data.Dataset, weights: str | None,
         "batch_size": settings.batch_size, "strategy": settings.strategy,
         "epochs": {m: settings.epochs_for(m) for m in settings.profile_spec.epochs},
         "weights": file_digest(Path(weights)) if weights and Path(weights).is_file() else weights,
-        "versions": versions(), "data_source": dataset.source, "skipped": dataset.skipped,
+        "versions": stamp.package_versions(), "data_source": dataset.source,
+        "skipped": dataset.skipped,
     }
     if "runs_in_build" in source:  # the page reads the runs of earlier pages
         inputs["runs"] = run_keys

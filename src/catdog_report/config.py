@@ -17,6 +17,8 @@ MODEL_NAMES = ("model_one", "model_two", "model_three", "model_four")
 STRATEGIES = ("none", "mirrored", "multi-worker")
 MIN_IMAGE_SIZE = 97  # model four: MobileNetV2 divides by 32, then its head pools twice
 ENV_SETTINGS = "CATDOG_SETTINGS"  # JSON of Settings, handed to page kernels
+ENV_DATA_SOURCE = "CATDOG_DATA_SOURCE"  # how the build found the data
+ENV_MANIFEST = "CATDOG_BUILD_MANIFEST"  # JSON list of the runs earlier pages used
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,6 @@ class Settings:
     epochs: Mapping[str, int] = field(default_factory=dict)  # overrides of the profile's
     strategy: str = "none"
     keep_going: bool = False
-    jobs: int = 1
 
     def __post_init__(self) -> None:
         _choice("profile", self.profile, PROFILES)
@@ -100,8 +101,6 @@ class Settings:
             )
         if self.batch_size <= 0:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
-        if self.jobs < 1:
-            raise ConfigError(f"--jobs must be at least 1, got {self.jobs}")
         for name, value in dict(self.epochs).items():
             _choice("model name", name, MODEL_NAMES)
             if not isinstance(value, int) or value <= 0:

@@ -20,8 +20,8 @@ import pandas as pd
 from . import config, data, figures, models, tables, training
 from .training import Run
 
-ENV_DATA_SOURCE = "CATDOG_DATA_SOURCE"
-ENV_MANIFEST = "CATDOG_BUILD_MANIFEST"  # JSON list of the runs earlier pages used
+ENV_DATA_SOURCE = config.ENV_DATA_SOURCE
+ENV_MANIFEST = config.ENV_MANIFEST
 
 
 def _log_to_terminal() -> None:
