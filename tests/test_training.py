@@ -110,3 +110,40 @@ def test_interrupted_training_leaves_no_entry(small: Settings,
         training.fit("model_one", small, ds, {})
     store = training.run_store(small)
     assert list(store.entries.iterdir()) == [] and list((store.root / "tmp").iterdir()) == []
+
+
+MIRRORED = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from catdog_report import data, training
+from catdog_report.config import Settings
+out = {}
+for strategy in ("none", "mirrored"):
+    s = Settings(profile="quick", data_dir=sys.argv[1], cache_dir=sys.argv[2], image_size=100,
+                 batch_size=8, epochs={"model_one": 2}, strategy=strategy)
+    ds = data.scan(s, s.data_dir)
+    run = training.fit("model_one", s, ds, data.arrays(ds, s))
+    out[strategy] = {"history": run.history, "test": run.record["test"],
+                     "replicas": len(tf.config.list_logical_devices("CPU"))}
+print(json.dumps(out))
+"""
+
+
+def test_mirrored_strategy_on_two_cpu_devices_matches_default(tiny_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MIRRORED, str(tiny_data), str(tmp_path / "c")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["mirrored"]["replicas"] == 2
+    base, mirrored = out["none"], out["mirrored"]
+    # Per-replica BatchNorm statistics and dropout streams differ, so epochs differ a little;
+    # where training ends must agree.
+    for metric, tolerance in (("loss", 0.15), ("accuracy", 0.15), ("val_accuracy", 0.15)):
+        a, b = base["history"][metric][-1], mirrored["history"][metric][-1]
+        assert abs(a - b) <= tolerance, (metric, a, b)
+    assert abs(base["test"]["accuracy"] - mirrored["test"]["accuracy"]) <= 0.15
