@@ -75,3 +75,18 @@ def test_publish_builds_and_then_skips_when_unchanged(project: Path, tmp_path: P
     site.sync_docs(docs, {"index.md": b"# Changed\n", "assets/extra.css": b""})
     assert site.publish(project, out, docs)
     assert "Changed" in (out / "index.html").read_text()
+
+
+def test_page_weights_count_html_images_styles_and_scripts(tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    (out / "comparison").mkdir(parents=True)
+    (out / "style.css").write_bytes(b"x" * 100)
+    (out / "comparison" / "big.png").write_bytes(b"x" * 1_600_000)
+    html = ('<link rel="stylesheet" href="../style.css"><link rel="canonical" href="../">'
+            '<img src="big.png"><a href="../">home</a><img src="https://example.org/x.png">')
+    (out / "comparison" / "index.html").write_text(html)
+    (out / "index.html").write_text('<link rel="stylesheet" href="style.css">')
+    weights = site.page_weights(out)
+    assert weights == {"index": 100 + 40, "comparison": len(html) + 100 + 1_600_000}
+    assert site.over_budget(weights) == [
+        f"comparison: {weights['comparison']:,} bytes > 1,500,000"]

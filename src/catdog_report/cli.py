@@ -87,7 +87,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_check_site(args: argparse.Namespace) -> int:
     """Check links and images in a built site."""
-    from .site import broken_links
+    from .site import broken_links, over_budget, page_weights
 
     if not (args.site / "index.html").is_file():
         raise CatdogError(f"{args.site} holds no built site (no index.html); run "
@@ -95,9 +95,16 @@ def cmd_check_site(args: argparse.Namespace) -> int:
     broken = broken_links(args.site)
     for line in broken:
         log.error("broken link: %s", line)
+    weights = page_weights(args.site)
+    for name, size in weights.items():
+        log.info("page weight %-12s %9s bytes", name, f"{size:,}")
+    heavy = over_budget(weights)
+    for line in heavy:
+        log.error("page over its weight budget: %s", line)
     pages = len(list(args.site.rglob("*.html")))
-    log.info("%s: %d HTML files, %d broken links", args.site, pages, len(broken))
-    return 1 if broken else 0
+    log.info("%s: %d HTML files, %d broken links, %d pages over budget", args.site, pages,
+             len(broken), len(heavy))
+    return 1 if broken or heavy else 0
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:

@@ -135,17 +135,54 @@ def recover(site: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+LINK_ATTRS = {("img", "src"), ("a", "href"), ("link", "href"), ("script", "src")}
+PAGE_BUDGET = 3_000_000  # bytes a reader downloads for one page: HTML, images, CSS, JS
+BUDGETS = {"comparison": 1_500_000}
+
+
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.links: list[str] = []
+        self.resources: list[str] = []  # what the browser fetches to show the page
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
         for name, value in attrs:
-            if value and ((tag == "img" and name == "src") or (tag == "a" and name == "href")
-                          or (tag == "link" and name == "href")
-                          or (tag == "script" and name == "src")):
+            if value and (tag, name) in LINK_ATTRS:
                 self.links.append(value)
+                if tag != "a" and not (tag == "link" and values.get("rel") not in (
+                        "stylesheet", "icon")):
+                    self.resources.append(value)
+
+
+def _local(page: Path, site: Path, link: str) -> Path | None:
+    """The file a relative or site-absolute link points at, or None for external links."""
+    parts = urlsplit(link)
+    if parts.scheme or parts.netloc or not parts.path:
+        return None
+    base = site if parts.path.startswith("/") else page.parent
+    target = (base / unquote(parts.path).lstrip("/")).resolve()
+    return target / "index.html" if target.is_dir() else target
+
+
+def page_weights(site: Path) -> dict[str, int]:
+    """Bytes per page: its HTML plus every image, stylesheet and script it loads."""
+    weights = {}
+    for page in sorted(site.rglob("index.html")):
+        parser = _Links()
+        parser.feed(page.read_text(errors="replace"))
+        files = {page} | {t for link in parser.resources
+                          if (t := _local(page, site, link)) and t.is_file()}
+        name = page.parent.relative_to(site).as_posix()
+        weights["index" if name == "." else name] = sum(f.stat().st_size for f in files)
+    return weights
+
+
+def over_budget(weights: dict[str, int]) -> list[str]:
+    """Pages heavier than their budget."""
+    return [f"{name}: {size:,} bytes > {BUDGETS.get(name, PAGE_BUDGET):,}"
+            for name, size in weights.items() if size > BUDGETS.get(name, PAGE_BUDGET)]
 
 
 def broken_links(site: Path) -> list[str]:
@@ -155,13 +192,7 @@ def broken_links(site: Path) -> list[str]:
         parser = _Links()
         parser.feed(page.read_text(errors="replace"))
         for link in parser.links:
-            parts = urlsplit(link)
-            if parts.scheme or parts.netloc or not parts.path:
-                continue
-            base = site if parts.path.startswith("/") else page.parent
-            target = (base / unquote(parts.path).lstrip("/")).resolve()
-            if target.is_dir():
-                target = target / "index.html"
-            if not target.exists():
+            target = _local(page, site, link)
+            if target is not None and not target.exists():
                 problems.append(f"{page.relative_to(site)}: {link}")
     return problems
