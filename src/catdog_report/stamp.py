@@ -90,5 +90,5 @@ def stamp(page: Any, state: dict[str, Any], runs: Sequence[dict[str, Any]]) -> s
 
 def downloads(name: str) -> str:
     """Links to the executed notebook and the page source."""
-    return (f"[:material-download: Executed notebook](notebooks/{name}.ipynb){{ download }} · "
-            f"[:material-file-document: Page source](sources/{name}.md.txt){{ download }}\n")
+    return (f"Download: [executed notebook (.ipynb)](notebooks/{name}.ipynb){{ download }} · "
+            f"[page source (jupytext Markdown)](sources/{name}.md.txt){{ download }}\n")

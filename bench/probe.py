@@ -1,0 +1,129 @@
+"""Machine peak (fp32 matmul in TensorFlow) and analytic FLOPs per image of the four models.
+
+Run by bench.py in its own process, so the benchmark's parent process never imports
+TensorFlow; prints one JSON object on its last stdout line.
+
+FLOP convention (multiply-add = 2 FLOPs, biases, activations, BatchNorm, pooling and the
+random augmentation layers ignored):
+
+* Conv2D: 2 * Hout * Wout * kh * kw * (Cin / groups) * Cout
+* DepthwiseConv2D: 2 * Hout * Wout * kh * kw * C * depth_multiplier
+* Dense: 2 * in * out (times the positions of a >2-D input)
+
+A layer counts as frozen when it, or a model that holds it, is not trainable (model four's
+MobileNetV2 base). One training step costs 3x forward for trainable layers (forward, the
+gradient with respect to the inputs and with respect to the weights) and 1x forward for
+frozen ones; a validation or test image costs 1x forward for every layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from typing import Any
+
+MODEL_NAMES = ("model_one", "model_two", "model_three", "model_four")
+
+
+def layer_flops(layer: Any) -> int:
+    """Forward FLOPs per image of one leaf layer (0 for layers this convention ignores)."""
+    kind = type(layer).__name__
+    if kind not in ("Conv2D", "DepthwiseConv2D", "Dense"):
+        return 0
+    out_shape = tuple(layer.output.shape)[1:]  # without the batch axis
+    kernel = math.prod(int(d) for d in layer.kernel.shape)
+    positions = math.prod(int(d) for d in out_shape[:-1])  # Hout*Wout; 1 for flat Dense
+    if kind == "Conv2D":  # kernel: kh, kw, Cin/groups, Cout
+        return 2 * positions * kernel
+    if kind == "DepthwiseConv2D":  # kernel: kh, kw, C, depth_multiplier
+        return 2 * positions * kernel
+    return 2 * positions * kernel  # Dense kernel: in, out
+
+
+def model_flops(model: Any) -> dict[str, Any]:
+    """Forward FLOPs per image split into trainable and frozen layers, walking nested models."""
+    totals = {"trainable": 0, "frozen": 0}
+    layers: list[dict[str, Any]] = []
+
+    def walk(container: Any, frozen: bool, prefix: str) -> None:
+        for layer in container.layers:
+            is_frozen = frozen or not layer.trainable
+            inner = getattr(layer, "layers", None)
+            if inner:  # a nested model (MobileNetV2 in model four)
+                walk(layer, is_frozen, f"{prefix}{layer.name}/")
+                continue
+            flops = layer_flops(layer)
+            if flops:
+                totals["frozen" if is_frozen else "trainable"] += flops
+                layers.append({"layer": prefix + layer.name, "type": type(layer).__name__,
+                               "flops": flops, "frozen": is_frozen})
+
+    walk(model, not model.trainable, "")
+    fwd = totals["trainable"] + totals["frozen"]
+    return {
+        "forward": fwd,
+        "forward_trainable": totals["trainable"],
+        "forward_frozen": totals["frozen"],
+        "train_step": 3 * totals["trainable"] + totals["frozen"],
+        "layers": layers,
+    }
+
+
+def matmul_peak(n: int, min_seconds: float, min_repeats: int) -> dict[str, Any]:
+    """fp32 n x n @ n x n with tf.linalg.matmul: warm up, then a timed loop."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), dtype=tf.float32, seed=1)
+    b = tf.random.normal((n, n), dtype=tf.float32, seed=2)
+    for _ in range(2):  # warm-up: thread pools, oneDNN primitives
+        float(tf.linalg.matmul(a, b)[0, 0])
+    seconds: list[float] = []
+    t_end = time.perf_counter() + min_seconds
+    while len(seconds) < min_repeats or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        float(tf.linalg.matmul(a, b)[0, 0])  # eager on CPU: returns when done
+        seconds.append(time.perf_counter() - t0)
+        if len(seconds) >= 200:
+            break
+    flop = 2 * n**3
+    rates = sorted(flop / s / 1e9 for s in seconds)
+    return {"n": n, "repeats": len(seconds), "seconds": [round(s, 4) for s in seconds],
+            "gflops_best": round(rates[-1], 2),
+            "gflops_median": round(rates[len(rates) // 2], 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--matmul-n", type=int, default=4096)
+    p.add_argument("--min-seconds", type=float, default=6.0)
+    p.add_argument("--min-repeats", type=int, default=3)
+    p.add_argument("--image-size", type=int, default=160)
+    args = p.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from catdog_report import models
+
+    peak = matmul_peak(args.matmul_n, args.min_seconds, args.min_repeats)
+    flops = {}
+    for name in MODEL_NAMES:
+        model = models.build(name, args.image_size, None)  # weights do not change FLOPs
+        flops[name] = model_flops(model)
+        del model
+        keras.backend.clear_session()
+    print(json.dumps({
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+        "python": platform.python_version(),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "matmul": peak, "image_size": args.image_size, "flops": flops,
+    }))
+
+
+if __name__ == "__main__":
+    main()
