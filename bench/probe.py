@@ -37,11 +37,9 @@ def layer_flops(layer: Any) -> int:
     out_shape = tuple(layer.output.shape)[1:]  # without the batch axis
     kernel = math.prod(int(d) for d in layer.kernel.shape)
     positions = math.prod(int(d) for d in out_shape[:-1])  # Hout*Wout; 1 for flat Dense
-    if kind == "Conv2D":  # kernel: kh, kw, Cin/groups, Cout
-        return 2 * positions * kernel
-    if kind == "DepthwiseConv2D":  # kernel: kh, kw, C, depth_multiplier
-        return 2 * positions * kernel
-    return 2 * positions * kernel  # Dense kernel: in, out
+    # Conv2D kernel: kh, kw, Cin/groups, Cout; DepthwiseConv2D: kh, kw, C, depth_multiplier;
+    # Dense: in, out. In all three, FLOPs = 2 * output positions * kernel size.
+    return 2 * positions * kernel
 
 
 def model_flops(model: Any) -> dict[str, Any]:

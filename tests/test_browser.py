@@ -20,7 +20,13 @@ import pytest
 from browser_helpers import CHROMIUM, CHROMIUM_ARGS, Problems, is_local, serve, watch
 from conftest import ROOT, make_images
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    # A developer without Chromium is told how to get it; CI (CI=true) never skips.
+    pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+                       reason=f"{CHROMIUM} missing: apt-get install chromium"),
+]
 
 PAGES = ["index", "data", "model-one", "model-two", "model-three", "model-four", "test",
          "comparison"]
