@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupted() -> bool:
-    from .pages import INTERRUPTED
+    from .kernel import INTERRUPTED
 
     return INTERRUPTED.is_set()
 

@@ -5,60 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import re
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import Store, digest, write_atomic
+from . import kernel
+from .cache import Store, digest
 from .errors import PageError
+from .kernel import KERNEL, strip_ansi
 
 log = logging.getLogger(__name__)
 
-KERNEL = "python3"
-_ACTIVE: set[Any] = set()  # kernel managers with a running kernel
-INTERRUPTED = threading.Event()
-
-
-def _client_class() -> Any:
-    """nbclient's client, with SIGINT/SIGTERM stopping the kernel and unwinding the build."""
-    import asyncio
-    import contextlib
-    import signal
-
-    from nbclient import NotebookClient
-
-    class Client(NotebookClient):  # type: ignore[misc]
-        @contextlib.asynccontextmanager
-        async def async_setup_kernel(self, **kwargs: Any) -> Any:
-            async with super().async_setup_kernel(**kwargs):
-                loop, task = asyncio.get_running_loop(), asyncio.current_task()
-                for sig in (signal.SIGINT, signal.SIGTERM):  # replaces nbclient's handlers
-                    loop.add_signal_handler(sig, _on_signal, task)
-                yield
-
-    return Client
-
-
-def _on_signal(task: Any) -> None:
-    """Stop the kernels and cancel the execution (writes are atomic: nothing half-done)."""
-    kill_kernels()
-    if task is not None:
-        task.cancel()
-
-
-def kill_kernels() -> None:
-    """Stop every running page kernel at once (the build was interrupted)."""
-    INTERRUPTED.set()
-    for km in list(_ACTIVE):
-        process = getattr(getattr(km, "provisioner", None), "process", None)
-        if process is not None:
-            log.warning("stopping the kernel (pid %s)", process.pid)
-            process.kill()
 EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg", "image/svg+xml": "svg"}
 # Prose may not state results: a percentage or a decimal fraction in a Markdown cell is
 # a number that did not come from a run.
@@ -118,78 +78,6 @@ def page_key(path: Path, inputs: dict[str, Any]) -> str:
     return digest({"page": path.read_text(), "kernel": KERNEL} | inputs)
 
 
-def execute(nb: Any, path: Path, env: dict[str, str], timeout: int = 7200,
-            log_file: Path | None = None) -> Any:
-    """Run every cell in a fresh kernel; a failing cell becomes a PageError naming it."""
-    import asyncio
-
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
-
-    logging.getLogger("traitlets").setLevel(logging.ERROR)
-    try:
-        asyncio.run(_execute(nb, path, env, timeout, log_file))
-    except asyncio.CancelledError:
-        raise KeyboardInterrupt from None
-    except CellExecutionError as exc:
-        index = next((i for i, c in enumerate(nb.cells, 1) if c.cell_type == "code" and any(
-            o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
-        lines = _strip_ansi(str(exc.traceback or exc)).strip().splitlines()
-        tail = "\n".join("    " + line for line in lines[-8:])
-        raise PageError(f"page {path.name} failed in cell {index}: {exc.ename}: {exc.evalue}"
-                        f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it"
-                        ) from None
-    except DeadKernelError:
-        why = ("the build was interrupted" if INTERRUPTED.is_set()
-               else "out of memory? check the page's log in build/logs/")
-        raise PageError(f"the Jupyter kernel running {path.name} died ({why})") from None
-    return nb
-
-
-async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int,
-                   log_file: Path | None) -> None:
-    """Start a kernel over IPC, relay its stderr, execute, and always shut it down."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    with tempfile.TemporaryDirectory(prefix="catdog-kernel-") as sockets:
-        km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc",
-                                ip=str(Path(sockets) / "k"))
-        client = _client_class()(nb, km=km, timeout=timeout, allow_errors=False,
-                                 resources={"metadata": {"path": str(path.parent)}})
-        read_fd, write_fd = os.pipe()
-        try:
-            try:
-                await km.start_kernel(env=env, cwd=str(path.parent), stderr=write_fd)
-            finally:
-                os.close(write_fd)
-            _ACTIVE.add(km)
-            threading.Thread(target=_relay, args=(read_fd, log_file), daemon=True).start()
-            await client.async_execute()
-        finally:
-            _ACTIVE.discard(km)
-            if km.has_kernel:
-                await km.shutdown_kernel(now=True)
-
-
-PROGRESS_PREFIX = "    "  # what notebook.py's kernel-side log lines start with
-
-
-def _relay(fd: int, log_file: Path | None) -> None:
-    """Forward the kernel's progress lines to the build log; keep all of stderr in a file."""
-    sink = open(log_file, "w") if log_file else None  # noqa: SIM115
-    with os.fdopen(fd, errors="replace") as stream:
-        for line in stream:
-            if sink:
-                sink.write(line)
-            if line.startswith(PROGRESS_PREFIX):
-                log.info("%s", line.rstrip())
-    if sink:
-        sink.close()
-
-
-def _strip_ansi(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
-
-
 def _tags(cell: Any) -> set[str]:
     return set(cell.get("metadata", {}).get("tags", []))
 
@@ -231,10 +119,10 @@ def _merge_streams(outputs: list[Any]) -> list[Any]:
 def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
     kind = out.get("output_type")
     if kind == "stream":
-        text = _strip_ansi(out.get("text", "")).rstrip()
+        text = strip_ansi(out.get("text", "")).rstrip()
         return [f"```text\n{text}\n```"] if text and out.get("name") == "stdout" else []
     if kind == "error":
-        return [f"```text\n{_strip_ansi(chr(10).join(out.get('traceback', [])))}\n```"]
+        return [f"```text\n{strip_ansi(chr(10).join(out.get('traceback', [])))}\n```"]
     bundle = out.get("data", {})
     for mime, ext in EXTENSIONS.items():
         if mime in bundle:
@@ -250,7 +138,7 @@ def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
     if "text/markdown" in bundle:
         return [bundle["text/markdown"]]
     if "text/plain" in bundle:
-        return [f"```text\n{_strip_ansi(bundle['text/plain'])}\n```"]
+        return [f"```text\n{strip_ansi(bundle['text/plain'])}\n```"]
     return []
 
 
@@ -325,7 +213,7 @@ def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Pa
         t0 = time.perf_counter()
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
-        execute(nb, path, env | {"CATDOG_RUNLOG": str(runlog)},
+        kernel.execute(nb, path, env | {"CATDOG_RUNLOG": str(runlog)},
                 log_file=log_dir / f"{path.stem}.log" if log_dir else None)
         seconds = time.perf_counter() - t0
         runs = [json.loads(line) for line in runlog.read_text().splitlines() if line]
@@ -335,11 +223,3 @@ def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Pa
     markdown = scrub_text(markdown, project)
     return Page(path.stem, title(nb, path.stem), markdown, images, text, runs,
                 round(seconds, 1), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
-
-
-def write_page(page: Page, docs: Path) -> None:
-    """Write a page's Markdown and images into the docs folder (unchanged files are kept)."""
-    write_atomic(docs / f"{page.name}.md", page.markdown)
-    for name, data in page.images.items():
-        write_atomic(docs / name, data)
-    write_atomic(docs / "notebooks" / f"{page.name}.ipynb", page.notebook)
