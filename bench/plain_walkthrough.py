@@ -1,4 +1,4 @@
-"""The walkthrough as a plain script, ported to Keras 3: the baseline catdog-report is timed against.
+"""The walkthrough as a plain script in Keras 3: the baseline catdog-report is timed against.
 
 No cache, no pages, no site: `image_dataset_from_directory` on a folder laid out as
 `<root>/{train,validation,test}/<class>/<image>` (bench.py fills it with symlinks to exactly

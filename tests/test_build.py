@@ -95,3 +95,17 @@ def test_prose_edit_re_executes_that_page_alone(tiny_settings: Settings) -> None
     result = build(tiny_settings)
     assert [p.name for p in result.pages if not p.cached] == ["model-two"]
     assert "new ones!" in (tiny_settings.site_dir / "model-two" / "index.html").read_text()
+
+
+def test_one_model_changed_retrains_it_alone(tiny_settings: Settings) -> None:
+    import dataclasses
+
+    build(tiny_settings)
+    changed = dataclasses.replace(tiny_settings,
+                                  epochs=dict(tiny_settings.epochs, model_three=2))
+    result = build(changed)
+    trained = [r["model"] for p in result.pages for r in p.runs if not r["cached"]]
+    assert trained == ["model_three"]
+    executed = {p.name for p in result.pages if not p.cached}
+    assert {"model-three", "test", "comparison"} <= executed
+    assert not executed & {"model-one", "model-two", "model-four"}

@@ -73,7 +73,7 @@ def test_fit_miss_then_hit_then_one_model_retrains(small: Settings,
 
     calls = []
     real_train = training._train
-    monkeypatch.setattr(training, "_train", lambda *a: calls.append(a[0]) or real_train(*a))
+    monkeypatch.setattr(training, "_train", lambda *a: calls.append(a[1]) or real_train(*a))
     again = training.fit("model_one", small, ds, arrays)
     assert again.cached and again.record == first.record and calls == []
 
@@ -101,7 +101,7 @@ def test_interrupted_training_leaves_no_entry(small: Settings,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     ds = data.scan(small, small.data_dir)
 
-    def crash(name, settings, dataset, arrays, weights, folder, parts):  # type: ignore[no-untyped-def]
+    def crash(model, name, settings, dataset, arrays, folder, parts):  # type: ignore[no-untyped-def]
         (folder / "model.keras").write_bytes(b"half")
         raise KeyboardInterrupt
 

@@ -77,7 +77,7 @@ def page_inputs(settings: Settings, dataset: data.Dataset, weights: str | None,
         "library": library_digest(), "manifest": dataset.manifest, "profile": settings.profile,
         "seed": settings.seed, "image_size": settings.image_size,
         "batch_size": settings.batch_size, "strategy": settings.strategy,
-        "epochs": {m: settings.epochs_for(m) for m in settings.profile_spec.epochs},
+        "epochs": {m: settings.epochs_for(m) for m in _models_named(source, settings)},
         "weights": file_digest(Path(weights)) if weights and Path(weights).is_file() else weights,
         "versions": stamp.package_versions(), "data_source": dataset.source,
         "skipped": dataset.skipped,
@@ -85,6 +85,13 @@ def page_inputs(settings: Settings, dataset: data.Dataset, weights: str | None,
     if "runs_in_build" in source:  # the page reads the runs of earlier pages
         inputs["runs"] = run_keys
     return inputs
+
+
+def _models_named(source: str, settings: Settings) -> list[str]:
+    """The models a page names (its epochs matter to it); all of them if it names none."""
+    every = list(settings.profile_spec.epochs)
+    named = [m for m in every if m in source]
+    return named or every
 
 
 def gather_pages(settings: Settings, dataset: data.Dataset, names: list[str],

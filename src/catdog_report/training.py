@@ -176,19 +176,15 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _train(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
-           weights: str | Path | None, folder: Path, parts: dict[str, Any]) -> None:
+def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
+           arrays: dict[str, Any], folder: Path, parts: dict[str, Any]) -> None:
     """Train, evaluate on the test split, and write the entry's files into folder."""
-    import keras
-
-    from . import data, models
+    from . import data
 
     epochs = settings.epochs_for(name)
-    keras.utils.set_random_seed(settings.seed)
-    with strategy_scope(settings):
-        model = models.build(name, settings.image_size, weights)
     ds = data.pipelines(arrays, settings.batch_size, settings.seed)
-    log.info("training %s: %d epochs on %d images", name, epochs, len(dataset.train))
+    log.info("training %s: %d epoch%s on %d images", name, epochs, "s" * (epochs != 1),
+             len(dataset.train))
     t0 = time.perf_counter()
     epoch_log = EpochLog(name, epochs)
     epoch_log.seconds = []
@@ -250,19 +246,22 @@ def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
     size, data manifest, seed, strategy and library versions, so changing any of them
     retrains this model alone. Entries are written atomically under a per-key lock.
     """
+    import keras
+
     from . import models
 
-    probe = models.build(name, settings.image_size, weights if name == "model_four" else None)
-    parts = key_parts(probe, name, settings, dataset, weights)
-    del probe
+    keras.utils.set_random_seed(settings.seed)  # the same initial weights every time
+    with strategy_scope(settings):
+        model = models.build(name, settings.image_size, weights)
+    parts = key_parts(model, name, settings, dataset, weights)
     key = digest(parts)
     store = run_store(settings)
     with store.lock(key):
         folder = store.get(key)
         cached = folder is not None
         if folder is None:
-            folder = store.put(key, lambda tmp: _train(name, settings, dataset, arrays,
-                                                       weights, tmp, parts))
+            folder = store.put(key, lambda tmp: _train(model, name, settings, dataset, arrays,
+                                                       tmp, parts))
         else:
             log.info("%s: loaded from the run cache (%s)", name, key[:12])
     run = load_run(folder, cached)
