@@ -109,15 +109,16 @@ def plot_tradeoffs(table: pd.DataFrame) -> Figure:
     rows = table.dropna(subset=["train time (s)"])
     fig = _figure(9, 3.8, "Scatter plots of test accuracy against total parameters and "
                           "against training time, one point per model")
-    for ax, col, log in zip(fig.subplots(1, 2), ("total params", "train time (s)"),
-                            (True, False), strict=True):
-        ax.scatter(rows[col].astype(float), rows["test acc"].astype(float), s=50)
-        for name, row in rows.iterrows():
-            ax.annotate(str(name), (float(row[col]), float(row["test acc"])),
-                        textcoords="offset points", xytext=(4, 4), fontsize=8)
-        if log:
-            ax.set_xscale("log")
-        ax.set_xlabel(col)
+    for ax, col, scale, label in zip(fig.subplots(1, 2), ("total params", "train time (s)"),
+                                     (1e6, 1.0), ("parameters (millions)", "training time (s)"),
+                                     strict=True):
+        x = rows[col].astype(float) / scale
+        ax.scatter(x, rows["test acc"].astype(float), s=50)
+        for i, (name, row) in enumerate(rows.iterrows()):
+            ax.annotate(str(name), (float(row[col]) / scale, float(row["test acc"])),
+                        textcoords="offset points", xytext=(5, 4 - 11 * (i % 2)), fontsize=8)
+        ax.margins(x=0.25, y=0.15)
+        ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
     return fig

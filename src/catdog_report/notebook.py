@@ -110,10 +110,11 @@ def show(fig: Any, caption: str | None = None) -> None:
 
 
 def markdown_table(df: pd.DataFrame, formats: Mapping[str, str] | None = None,
-                   bold: Mapping[str, Any] | None = None) -> str:
+                   bold: Mapping[str, Any] | None = None,
+                   headers: Mapping[str, str] | None = None) -> str:
     """A pipe table; formats maps column → format spec; bold marks given values."""
-    formats, bold = formats or {}, bold or {}
-    cols = [df.index.name or ""] + [str(c) for c in df.columns]
+    formats, bold, headers = formats or {}, bold or {}, headers or {}
+    cols = [df.index.name or ""] + [headers.get(str(c), str(c)) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["--:"] * len(df.columns))
              + "|"]
     for idx, row in df.iterrows():
@@ -137,9 +138,10 @@ def say(text: str) -> None:
 
 
 def show_table(df: pd.DataFrame, formats: Mapping[str, str] | None = None,
-               bold: Mapping[str, Any] | None = None, caption: str = "") -> None:
+               bold: Mapping[str, Any] | None = None, caption: str = "",
+               headers: Mapping[str, str] | None = None) -> None:
     """Display a DataFrame as a Markdown table."""
-    say(markdown_table(df, formats, bold) + (f"\n\n*{caption}*" if caption else ""))
+    say(markdown_table(df, formats, bold, headers) + (f"\n\n*{caption}*" if caption else ""))
 
 
 def show_code(*names: str) -> None:
