@@ -142,11 +142,19 @@ def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
     return []
 
 
-def scrub(nb: Any) -> Any:
-    """Drop machine-specific metadata from an executed notebook."""
+def scrub(nb: Any, project: Path) -> Any:
+    """Drop machine-specific metadata and local details from an executed notebook's text."""
     nb.metadata.pop("jupytext", None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = scrub_text(out["text"], project)
+            if "traceback" in out:
+                out["traceback"] = [scrub_text(t, project) for t in out["traceback"]]
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/") and isinstance(value, str):
+                    out["data"][mime] = scrub_text(value, project)
     return nb
 
 
@@ -161,8 +169,8 @@ def scrub_text(text: str, project: Path) -> str:
         if len(old) > 1:
             text = text.replace(old, new)
     host = socket.gethostname()
-    if host and host != "localhost":
-        text = re.sub(rf"(?<![\w-]){re.escape(host)}(?![\w-])", "<host>", text)
+    if len(host) >= 3 and host != "localhost":
+        text = re.sub(rf"(?<![\w./+-]){re.escape(host)}(?![\w./+-])", "<host>", text)
     return text
 
 
@@ -219,7 +227,7 @@ def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Pa
         runs = [json.loads(line) for line in runlog.read_text().splitlines() if line]
     markdown, images = to_markdown(nb, path.stem)
     project = path.resolve().parent.parent
-    text = scrub_text(nbformat.writes(scrub(nb)), project)
+    text = nbformat.writes(scrub(nb, project))
     markdown = scrub_text(markdown, project)
     return Page(path.stem, title(nb, path.stem), markdown, images, text, runs,
                 round(seconds, 1), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
