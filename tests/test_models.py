@@ -76,6 +76,9 @@ def test_weights_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CATDOG_WEIGHTS", str(env))
     assert models.resolve_weights(Settings(weights=h5))[0] == str(h5)
     assert models.resolve_weights(Settings())[0] == str(env)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATDOG_WEIGHTS", "env.h5")  # relative: made absolute for the kernels
+    assert models.resolve_weights(Settings())[0] == str(env)
     monkeypatch.delenv("CATDOG_WEIGHTS")
     assert models.resolve_weights(Settings())[0] == "imagenet"
     assert models.resolve_weights(Settings(profile="demo")) == (

@@ -51,10 +51,13 @@ def resolve_data(settings: Settings) -> tuple[data.Dataset, Settings]:
     else:
         root, source = data.locate(settings.data_dir)
     dataset = data.scan(settings, root, source)
+    weights, _ = models.resolve_weights(settings)  # fail early; kernels get an absolute path
     log.info("data: %s (%s); train %d, validation %d, test %d images; %d skipped",
              root.name, source, len(dataset.train), len(dataset.validation),
              len(dataset.test), len(dataset.skipped))
-    return dataset, Settings.from_mapping({**_fields(settings), "data_dir": dataset.root})
+    local = Path(weights) if weights not in (None, "imagenet") else None
+    return dataset, Settings.from_mapping({**_fields(settings), "data_dir": dataset.root,
+                                           "weights": local})
 
 
 def _fields(settings: Settings) -> dict[str, Any]:

@@ -148,7 +148,7 @@ def resolve_weights(settings: Any) -> tuple[str | None, str]:
     for given, how in ((settings.weights, "--weights"),
                        (os.environ.get("CATDOG_WEIGHTS"), "CATDOG_WEIGHTS")):
         if given:
-            path = check_weights_file(Path(given))
+            path = check_weights_file(Path(given)).resolve()  # kernels run in content/
             return str(path), f"ImageNet weights from the local file {path.name} ({how})"
     home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     if (home / "models" / WEIGHTS_FILE).is_file():
