@@ -55,7 +55,7 @@ TARGET_MODEL_ONE_PEAK = 0.60
 TARGET_WARM_SECONDS = 5.0
 CHANGED_EPOCHS = ("model_three", 3)
 
-PAGE_RE = re.compile(r"^\s*\[(\d+)/(\d+)\] ([\w.-]+): (executing|cached in|executed in)", re.M)
+PAGE_RE = re.compile(r"^\s*\[(\d+)/(\d+)\] ([\w.-]+): (executing|cached|executed in)", re.M)
 TRAIN_RE = re.compile(r"training (model_\w+):")
 LOADED_RE = re.compile(r"(model_\w+): loaded from the run cache")
 MODULES_RE = re.compile(r"^BENCH-MODULES (\{.*\})$", re.M)
@@ -287,7 +287,7 @@ def parse_build_log(text: str) -> dict[str, Any]:
     for _, _, name, how in PAGE_RE.findall(text):
         if how == "executing":
             executed.append(name)
-        elif how == "cached in":
+        elif how == "cached":
             cached.append(name)
     modules = MODULES_RE.findall(text)
     return {"pages_executed": executed, "pages_cached": cached,
@@ -368,7 +368,17 @@ def run_probe(smoke: bool, logs: Path) -> dict[str, Any]:
     if result["rc"] != 0:
         raise RuntimeError("bench/probe.py failed:\n" + "\n".join(result["stderr_tail"]))
     last = Path(result["stdout_log"]).read_text().strip().splitlines()[-1]
-    return json.loads(last) | {"wall_s": result["wall_s"]}
+    probe = json.loads(last) | {"wall_s": result["wall_s"]}
+    probe["train_step"] = []
+    for variant in ("default", "xla", "intra2-inter1"):  # TF threads are set per process
+        r = run_measured(f"probe {variant}", [
+            sys.executable, str(BENCH / "probe.py"), "--image-size", str(IMAGE_SIZE),
+            "--batch-size", str(BATCH_SIZE), "--train-step", variant], logs)
+        if r["rc"] != 0:
+            raise RuntimeError("bench/probe.py failed:\n" + "\n".join(r["stderr_tail"]))
+        line = Path(r["stdout_log"]).read_text().strip().splitlines()[-1]
+        probe["train_step"].append(json.loads(line))
+    return probe
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -500,6 +510,17 @@ def report(res: dict[str, Any]) -> str:
     one = res["throughput"]["model_one"]["catdog_fraction_of_peak"]
     lines.append(f"   target model one >= {TARGET_MODEL_ONE_PEAK:.0%} of peak: "
                  f"{verdict(None if one is None else one >= TARGET_MODEL_ONE_PEAK)}")
+    peak = probe["matmul"]["gflops_best"]
+    lines += ["   model one's steady training step (train_on_batch, batch "
+              f"{BATCH_SIZE}, best of 10), one process per setting:"]
+    for v in probe.get("train_step", []):
+        lines.append(f"     {v['variant']:<15} jit_compile={v['jit_compile']!s:<6} intra "
+                     f"{v['intra']} inter {v['inter']}: {v['step_seconds'] * 1e3:6.1f} ms, "
+                     f"{v['gflops']:6.1f} GFLOP/s = {v['gflops'] / peak:.1%} of peak")
+    lines += ["   where model one's step goes (each stage alone, forward+backward+Adam):"]
+    for st in probe.get("model_one_stages", []):
+        rate = f"{st['gflops']:6.1f} GFLOP/s" if st["gflops"] else "no counted FLOPs"
+        lines.append(f"     {st['stage']:<30}{st['step_ms']:7.1f} ms  {rate}")
     lines += ["", "4. Rebuilds on the last pair's warm cache",
               f"   {'step':<24}{'wall s':>8}  {'pages executed':<34}{'models trained':<26}"
               f"{'TF in build':<12}{'kernels':>7}"]

@@ -94,14 +94,101 @@ def matmul_peak(n: int, min_seconds: float, min_repeats: int) -> dict[str, Any]:
             "gflops_median": round(rates[len(rates) // 2], 2)}
 
 
+STEP_VARIANTS = {  # what the training-step probe compares (each in its own process)
+    "default": {"jit_compile": False, "intra": 0, "inter": 0},
+    "xla": {"jit_compile": True, "intra": 0, "inter": 0},
+    "intra2-inter1": {"jit_compile": False, "intra": 2, "inter": 1},
+}
+
+
+def _timed_steps(step: Any, x: Any, y: Any, repeats: int) -> float:
+    """Best seconds of one call after two warm-up calls (tracing, oneDNN primitives)."""
+    for _ in range(2):
+        float(step(x, y))
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        float(step(x, y))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def train_step_probe(variant: str, image_size: int, batch: int, repeats: int) -> dict[str, Any]:
+    """Model one's steady-state training step (Keras train_on_batch) under one variant."""
+    import tensorflow as tf
+
+    cfg = STEP_VARIANTS[variant]
+    if cfg["intra"]:
+        tf.config.threading.set_intra_op_parallelism_threads(cfg["intra"])
+    if cfg["inter"]:
+        tf.config.threading.set_inter_op_parallelism_threads(cfg["inter"])
+    import keras
+    import numpy as np
+
+    from catdog_report import models
+
+    keras.utils.set_random_seed(1)
+    model = models.model_one(image_size)
+    model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
+                  jit_compile=cfg["jit_compile"])
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (batch, image_size, image_size, 3)).astype("float32")
+    y = rng.integers(0, 2, batch).astype("int32")
+    seconds = _timed_steps(lambda a, b: model.train_on_batch(a, b)[0], x, y, repeats)
+    flop = batch * model_flops(model)["train_step"]
+    return {"variant": variant, **cfg, "batch": batch, "step_seconds": round(seconds, 4),
+            "gflops": round(flop / seconds / 1e9, 1)}
+
+
+def layer_probe(image_size: int, batch: int, repeats: int) -> list[dict[str, Any]]:
+    """Where model one's training step goes: each stage alone, forward + backward + Adam."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    def stage(name: str, shape: tuple[int, ...], stack: list[Any]) -> dict[str, Any]:
+        model = keras.Sequential([keras.Input(shape), *stack])
+        opt = keras.optimizers.Adam()
+        x = tf.random.normal((batch, *shape), seed=1)
+
+        @tf.function
+        def step(x: Any, _: Any) -> Any:
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(model(x, training=True))
+            opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                    model.trainable_variables, strict=True))
+            return loss
+
+        seconds = _timed_steps(step, x, None, repeats)
+        flop = batch * model_flops(model)["train_step"]
+        return {"stage": name, "step_ms": round(seconds * 1e3, 1), "train_gflop": flop / 1e9,
+                "gflops": round(flop / seconds / 1e9, 1) if flop else None}
+
+    s1, s2, s3 = image_size - 2, (image_size - 2) // 2, ((image_size - 2) // 2 - 2) // 2
+    return [
+        stage("conv 3->32 + ReLU", (image_size, image_size, 3),
+              [layers.Conv2D(32, 3, activation="relu")]),
+        stage("BatchNorm + max-pool (32 ch)", (s1, s1, 32),
+              [layers.BatchNormalization(), layers.MaxPooling2D()]),
+        stage("conv 32->64 + ReLU", (s2, s2, 32), [layers.Conv2D(64, 3, activation="relu")]),
+        stage("conv 64->64 + ReLU", (s3, s3, 64), [layers.Conv2D(64, 3, activation="relu")]),
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--train-step", choices=STEP_VARIANTS, help="only the training-step probe")
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--matmul-n", type=int, default=4096)
     p.add_argument("--min-seconds", type=float, default=6.0)
     p.add_argument("--min-repeats", type=int, default=3)
     p.add_argument("--image-size", type=int, default=160)
     args = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.train_step:
+        print(json.dumps(train_step_probe(args.train_step, args.image_size, args.batch_size,
+                                          10)))
+        return
     import keras
     import tensorflow as tf
 
@@ -120,6 +207,7 @@ def main() -> None:
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "matmul": peak, "image_size": args.image_size, "flops": flops,
+        "model_one_stages": layer_probe(args.image_size, args.batch_size, 10),
     }))
 
 

@@ -25,13 +25,15 @@ probe = load("probe")
 
 LOG = """\
 data: x (local folder (--data-dir)); train 40, validation 16, test 4 images; 0 skipped
-[1/3] index: cached in 0.0 s
+model_two: loaded from the run cache (b3d5af49af39)
+training model_three: 3 epochs on 40 images
+[1/3] index: cached
 [2/3] model-two: executing
+[3/3] model-three: executing
     model_two: loaded from the run cache (b3d5af49af39)
 [2/3] model-two: executed in 5.9 s
-[3/3] model-three: executing
-    training model_three: 3 epochs on 40 images
-[3/3] model-three: executed in 11.0 s
+    model_three: trained by this build (0123456789ab)
+[3/3] model-three: executed in 1.0 s
 built 3 pages in 17.0 s (2 executed: model-two, model-three); site published
 BENCH-MODULES {"tensorflow": false, "keras": false, "mkdocs": true}
 """

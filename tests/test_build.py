@@ -71,6 +71,11 @@ def test_whole_build_then_warm_rebuild_then_failing_page(
     assert sorted(r["model"] for r in trained) == ["model_four", "model_one", "model_three",
                                                    "model_two"]
     assert "model_one epoch 1/1" in caplog.text  # per-epoch progress reached the build log
+    order = [r.getMessage() for r in caplog.records]
+    first_done = next(i for i, m in enumerate(order) if ": executed in" in m)
+    assert "[2/8] data: executing" in order[:first_done]  # two kernels at once (jobs=2)
+    last_training = max(i for i, m in enumerate(order) if m.startswith("training model_"))
+    assert last_training < order.index("[1/8] index: executing")  # models first, then pages
     assert_no_local_details(out, tiny_settings)
 
     before = _site_files(out)

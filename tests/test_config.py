@@ -55,3 +55,9 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("CATDOG_CACHE_DIR", str(tmp_path))
     s = from_environment()
     assert s.profile == "demo" and s.cache_root == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("jobs", [0, -1, "2"])
+def test_jobs_must_be_a_positive_integer(jobs: object) -> None:
+    with pytest.raises(ConfigError, match="jobs must be a positive integer"):
+        Settings(jobs=jobs)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ def test_stamp_has_every_field() -> None:
     for needle in ("1234567890ab (dirty)", "Python", "TensorFlow", "Keras", "NumPy",
                    "f" * 16, "seed** 1337", "`quick`", "cores", "GPU: /physical_device:GPU:0",
                    "model_one** (run `abcdef123456`): loaded from the run cache",
-                   "model_four** (run `0123456789ab`): trained while this page executed",
+                   "model_four** (run `0123456789ab`): trained by this build",
                    "2026-11-28T19:10:00+00:00 in 95 s", "2026-11-28 19:20:00 UTC in 12.5 s"):
         assert needle in text, needle
     assert all(line.startswith("    ") for line in text.splitlines()[1:])

@@ -147,3 +147,62 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_default(tiny_data, tmp_pat
         a, b = base["history"][metric][-1], mirrored["history"][metric][-1]
         assert abs(a - b) <= tolerance, (metric, a, b)
     assert abs(base["test"]["accuracy"] - mirrored["test"]["accuracy"]) <= 0.15
+
+
+def test_memo_finds_the_run_without_fit_and_changes_with_the_inputs(
+        small: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = data.scan(small, small.data_dir)
+    decoded = []
+
+    def arrays() -> object:
+        decoded.append(1)
+        return data.arrays(ds, small)
+
+    first = training.find_or_fit("model_one", small, ds, arrays)
+    assert first["trained"] and decoded == [1]
+    assert first["key"] == _key("model_one", small)  # the memo names the real run key
+
+    monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("fit() was called"))
+    again = training.find_or_fit("model_one", small, ds, arrays)
+    assert again == {"key": first["key"], "trained": False} and decoded == [1]
+
+    other = dataclasses.replace(small, epochs={"model_one": 2})
+    assert (training.memo_key("model_one", other, ds, None)
+            != training.memo_key("model_one", small, ds, None))
+    with pytest.raises(pytest.fail.Exception, match="fit"):  # a changed input misses the memo
+        training.find_or_fit("model_one", other, ds, arrays)
+
+    for entry in (small.cache_root / "runs" / "entries").iterdir():  # entry gone: memo unused
+        import shutil
+
+        shutil.rmtree(entry)
+    with pytest.raises(pytest.fail.Exception, match="fit"):
+        training.find_or_fit("model_one", small, ds, arrays)
+
+
+GIVEN = """
+import json, os, sys
+from catdog_report import notebook
+run = notebook.study().fit("model_one")
+print(json.dumps({"key": run.record["key"], "cached": run.cached, "summary": run.summary,
+                  "tf": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
+"""
+
+
+def test_a_page_loads_a_given_run_without_tensorflow(small: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    ds = data.scan(small, small.data_dir)
+    run = training.fit("model_one", small, ds, data.arrays(ds, small))
+    env = dict(os.environ, CATDOG_SETTINGS=small.to_json(),
+               CATDOG_RUNS=json.dumps({"model_one": {"key": run.record["key"],
+                                                     "trained": True}}))
+    out = subprocess.run([sys.executable, "-c", GIVEN], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["key"] == run.record["key"] and seen["cached"] is False  # trained this build
+    assert "Total params" in seen["summary"] and "conv2d" in seen["summary"]
+    assert not seen["tf"] and not seen["keras"]
+    assert "model_one: trained by this build" in out.stderr

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import data, models, pages, site, stamp
 from .cache import digest, file_digest, write_atomic
-from .config import ENV_DATA_SOURCE, ENV_MANIFEST, ENV_SETTINGS, Settings
+from .config import ENV_DATA_SOURCE, ENV_MANIFEST, ENV_RUNS, ENV_SETTINGS, Settings
 from .errors import BuildError, CatdogError, PageError
 
 log = logging.getLogger(__name__)
@@ -97,35 +97,113 @@ def _models_named(source: str, settings: Settings) -> list[str]:
     return named or every
 
 
+@dataclass
+class PagePlan:
+    """One page of the build: its source, its cache key, and its result once known."""
+
+    number: int
+    name: str
+    path: Path
+    source: str
+    key: str = ""
+    page: pages.Page | None = None
+
+
+def gather_runs(settings: Settings, dataset: data.Dataset, names: list[str],
+                weights: str | None) -> dict[str, dict[str, Any]]:
+    """Train (or find in the run cache) the models that the pages to execute fit.
+
+    TensorFlow is imported here, once, and only when a model must be trained or its run
+    key computed; the page kernels load these runs by key and need no TensorFlow.
+    """
+    wanted = [m for m in dict.fromkeys(names) if m in settings.profile_spec.epochs]
+    if not wanted:
+        return {}
+    import functools
+
+    from . import training
+
+    arrays = functools.cache(lambda: data.arrays(dataset, settings))
+    return {name: training.find_or_fit(name, settings, dataset, arrays,
+                                       weights if name == "model_four" else None)
+            for name in wanted}
+
+
 def gather_pages(settings: Settings, dataset: data.Dataset, names: list[str],
                  result: BuildResult) -> None:
-    """Execute each page (or take it from the page cache), in nav order."""
+    """Take each page from the page cache or execute it, settings.jobs kernels at a time.
+
+    Pages that read the runs of earlier pages wait for those pages; the others are
+    independent. Models are trained first, in this process (see gather_runs).
+    """
     weights, _ = models.resolve_weights(settings)
     store = pages.page_store(settings.cache_root)
-    run_keys: list[str] = []
+    plans = []
     for i, name in enumerate(names, 1):
         path = settings.project_dir / "content" / f"{name}.md"
-        key = pages.page_key(path, page_inputs(settings, dataset, weights, path.read_text(),
-                                               run_keys))
-        t0 = time.perf_counter()
-        with store.lock(key):
-            page = pages.load_cached(store, key, name)
-            if page is None:
-                log.info("[%d/%d] %s: executing", i, len(names), name)
-                try:
-                    page = pages.run_page(path, kernel_env(settings, dataset, run_keys),
-                                          settings.build_dir / "logs")
-                except PageError as exc:
-                    if not settings.keep_going:
-                        raise
+        plans.append(PagePlan(i, name, path, path.read_text()))
+    for plan in plans:
+        if not pages.reads_runs(plan.source):
+            plan.key = pages.page_key(plan.path, page_inputs(settings, dataset, weights,
+                                                             plan.source, []))
+            plan.page = pages.load_cached(store, plan.key, plan.name)
+    needed = [m for plan in plans if plan.page is None and plan.key
+              for m in pages.fitted_models(plan.source)]
+    runs = gather_runs(settings, dataset, needed, weights)
+    from .kernel import run_batch
+
+    run_batch(lambda: _execute_pages(plans, settings, dataset, weights, runs, result))
+    result.pages = [plan.page for plan in plans if plan.page is not None]
+
+
+async def _execute_pages(plans: list[PagePlan], settings: Settings, dataset: data.Dataset,
+                         weights: str | None, runs: dict[str, Any], result: BuildResult) -> None:
+    """Execute the pages the cache lacks, up to settings.jobs at once, in nav order."""
+    import asyncio
+
+    store = pages.page_store(settings.cache_root)
+    slots = asyncio.Semaphore(settings.jobs)
+    errors: list[PageError] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def execute(plan: PagePlan, run_keys: list[str]) -> None:
+        async with slots:
+            if errors:  # an earlier page failed and the build stops
+                return
+            t0 = time.perf_counter()
+            log.info("[%d/%d] %s: executing", plan.number, len(plans), plan.name)
+            env = kernel_env(settings, dataset, run_keys) | {ENV_RUNS: json.dumps(runs)}
+            try:
+                page = await pages.run_page_async(plan.path, env, settings.build_dir / "logs")
+            except PageError as exc:
+                log.error("%s", exc)
+                if settings.keep_going:
                     result.failures.append(str(exc))
-                    log.error("%s", exc)
-                    continue
-                pages.save(store, key, page)
-        how = "cached" if page.cached else "executed"
-        log.info("[%d/%d] %s: %s in %.1f s", i, len(names), name, how, time.perf_counter() - t0)
-        run_keys += [r["key"] for r in page.runs if r["key"] not in run_keys]
-        result.pages.append(page)
+                else:
+                    errors.append(exc)
+                return
+            pages.save(store, plan.key, page)
+            plan.page = page
+            log.info("[%d/%d] %s: executed in %.1f s", plan.number, len(plans), plan.name,
+                     time.perf_counter() - t0)
+
+    for plan in plans:
+        run_keys: list[str] = []
+        if pages.reads_runs(plan.source):  # needs every earlier page's runs
+            await asyncio.gather(*tasks)
+            for earlier in plans[:plan.number - 1]:
+                keys = [r["key"] for r in earlier.page.runs] if earlier.page else []
+                run_keys += [k for k in keys if k not in run_keys]
+            plan.key = pages.page_key(plan.path, page_inputs(settings, dataset, weights,
+                                                             plan.source, run_keys))
+            plan.page = pages.load_cached(store, plan.key, plan.name)
+        if plan.page is not None:
+            log.info("[%d/%d] %s: cached", plan.number, len(plans), plan.name)
+            continue
+        tasks.append(asyncio.create_task(execute(plan, run_keys)))
+    await asyncio.gather(*tasks)
+    if errors:
+        raise errors[0]
 
 
 def render(page: pages.Page, state: dict[str, Any], head: str) -> str:

@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--image-size", type=int, default=160, help="square input size in pixels")
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--strategy", default="none", help=f"one of {', '.join(STRATEGIES)}")
+    b.add_argument("--jobs", "-j", type=int, default=os.environ.get("CATDOG_JOBS", "2"),
+                   help="pages executed at once, each in its own kernel (default 2, or "
+                        "CATDOG_JOBS)")
     b.add_argument("--keep-going", action="store_true",
                    help="execute every page even if one fails, then fail with a summary")
     c = sub.add_parser("check-site", help="check every link and image in site/ resolves")
@@ -76,7 +79,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir, "weights": args.weights, "cache_dir": args.cache_dir,
         "epochs": _epochs(args.epochs), "seed": args.seed, "strategy": args.strategy,
         "image_size": args.image_size, "batch_size": args.batch_size,
-        "keep_going": args.keep_going})
+        "keep_going": args.keep_going, "jobs": args.jobs})
     result = build(settings)
     executed = [p.name for p in result.pages if not p.cached]
     log.info("built %d pages in %.1f s (%d executed: %s); site %s", len(result.pages),

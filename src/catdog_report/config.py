@@ -19,6 +19,7 @@ MIN_IMAGE_SIZE = 97  # model four: MobileNetV2 divides by 32, then its head pool
 ENV_SETTINGS = "CATDOG_SETTINGS"  # JSON of Settings, handed to page kernels
 ENV_DATA_SOURCE = "CATDOG_DATA_SOURCE"  # how the build found the data
 ENV_MANIFEST = "CATDOG_BUILD_MANIFEST"  # JSON list of the runs earlier pages used
+ENV_RUNS = "CATDOG_RUNS"  # JSON {model: {"key", "trained"}}: runs the build already has
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Settings:
     epochs: Mapping[str, int] = field(default_factory=dict)  # overrides of the profile's
     strategy: str = "none"
     keep_going: bool = False
+    jobs: int = 2  # page kernels executing at once
 
     def __post_init__(self) -> None:
         _choice("profile", self.profile, PROFILES)
@@ -99,6 +101,9 @@ class Settings:
                 f"image size {self.image_size} is too small for the models; "
                 f"use at least {MIN_IMAGE_SIZE} (the walkthrough uses 160)"
             )
+        if not isinstance(self.jobs, int) or self.jobs <= 0:
+            raise ConfigError(f"jobs must be a positive integer (pages executed at once), "
+                              f"got {self.jobs!r}")
         if self.batch_size <= 0:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
         for name, value in dict(self.epochs).items():

@@ -7,8 +7,9 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import PageError
 
@@ -17,13 +18,15 @@ log = logging.getLogger(__name__)
 KERNEL = "python3"
 _ACTIVE: set[Any] = set()  # kernel managers with a running kernel
 INTERRUPTED = threading.Event()
+T = TypeVar("T")
+
+
+_ROOT: list[Any] = []  # the task a signal cancels: the whole batch of pages
 
 
 def _client_class() -> Any:
-    """nbclient's client, with SIGINT/SIGTERM stopping the kernel and unwinding the build."""
-    import asyncio
+    """nbclient's client, with SIGINT/SIGTERM stopping the kernels and unwinding the build."""
     import contextlib
-    import signal
 
     from nbclient import NotebookClient
 
@@ -31,18 +34,25 @@ def _client_class() -> Any:
         @contextlib.asynccontextmanager
         async def async_setup_kernel(self, **kwargs: Any) -> Any:
             async with super().async_setup_kernel(**kwargs):
-                loop, task = asyncio.get_running_loop(), asyncio.current_task()
-                for sig in (signal.SIGINT, signal.SIGTERM):  # replaces nbclient's handlers
-                    loop.add_signal_handler(sig, _on_signal, task)
+                _install_signal_handlers()  # replaces nbclient's handlers
                 yield
 
     return Client
 
 
-def _on_signal(task: Any) -> None:
+def _install_signal_handlers() -> None:
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _on_signal)
+
+
+def _on_signal() -> None:
     """Stop the kernels and cancel the execution (writes are atomic: nothing half-done)."""
     kill_kernels()
-    if task is not None:
+    for task in _ROOT:
         task.cancel()
 
 
@@ -59,15 +69,38 @@ def kill_kernels() -> None:
 def execute(nb: Any, path: Path, env: dict[str, str], timeout: int = 7200,
             log_file: Path | None = None) -> Any:
     """Run every cell in a fresh kernel; a failing cell becomes a PageError naming it."""
+    async def one() -> Any:
+        return await execute_async(nb, path, env, timeout, log_file)
+
+    return run_batch(one)
+
+
+def run_batch(main: Callable[[], Awaitable[T]]) -> T:
+    """Run main() (which executes pages) in an event loop; SIGINT/SIGTERM → KeyboardInterrupt."""
     import asyncio
 
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
+    async def root() -> T:
+        _ROOT.append(asyncio.current_task())
+        _install_signal_handlers()
+        try:
+            return await main()
+        finally:
+            _ROOT.clear()
 
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     try:
-        asyncio.run(_execute(nb, path, env, timeout, log_file))
+        return asyncio.run(root())
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None
+
+
+async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int = 7200,
+                        log_file: Path | None = None) -> Any:
+    """Execute one page in its own kernel inside a running event loop (see run_batch)."""
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+    try:
+        await _execute(nb, path, env, timeout, log_file)
     except CellExecutionError as exc:
         index = next((i for i, c in enumerate(nb.cells, 1) if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), "?")

@@ -208,6 +208,11 @@ def save(store: Store, key: str, page: Page) -> None:
 
 def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Page:
     """Execute one page in a fresh kernel and convert it."""
+    return kernel.run_batch(lambda: run_page_async(path, env, log_dir))
+
+
+async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Page:
+    """Execute one page in a fresh kernel inside a running batch (kernel.run_batch)."""
     import nbformat
 
     nb = read(path)
@@ -221,8 +226,8 @@ def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Pa
         t0 = time.perf_counter()
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
-        kernel.execute(nb, path, env | {"CATDOG_RUNLOG": str(runlog)},
-                log_file=log_dir / f"{path.stem}.log" if log_dir else None)
+        await kernel.execute_async(nb, path, env | {"CATDOG_RUNLOG": str(runlog)},
+                                   log_file=log_dir / f"{path.stem}.log" if log_dir else None)
         seconds = time.perf_counter() - t0
         runs = [json.loads(line) for line in runlog.read_text().splitlines() if line]
     markdown, images = to_markdown(nb, path.stem)
@@ -231,3 +236,16 @@ def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Pa
     markdown = scrub_text(markdown, project)
     return Page(path.stem, title(nb, path.stem), markdown, images, text, runs,
                 round(seconds, 1), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+
+
+FIT_CALL = re.compile(r"""\.fit\(\s*["'](\w+)["']""")
+
+
+def fitted_models(source: str) -> list[str]:
+    """The models a page trains or loads with study().fit("name"), in order."""
+    return list(dict.fromkeys(FIT_CALL.findall(source)))
+
+
+def reads_runs(source: str) -> bool:
+    """Whether a page reads the runs of earlier pages (study().runs_in_build())."""
+    return "runs_in_build" in source

@@ -79,7 +79,7 @@ def stamp(page: Any, state: dict[str, Any], runs: Sequence[dict[str, Any]]) -> s
     ]
     for r in runs:
         how = ("loaded from the run cache" if r["cached"]
-               else "trained while this page executed")
+               else "trained by this build")
         lines.append(f"- **{r['model']}** (run `{r['key'][:12]}`): {how}; trained "
                      f"{r['trained_at']} in {r['train_seconds']:.0f} s")
     lines.append(f"- **Page executed** {page.executed_at} in {page.seconds:.1f} s "

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .cache import Store, digest, file_digest
-from .config import Settings
+from .cache import Store, digest, file_digest, write_atomic
+from .config import ENV_RUNS, Settings
 from .data import Dataset
 from .errors import CacheError
 
@@ -45,11 +45,25 @@ class Run:
         """The model's name."""
         return self.record["model"]
 
+    @property
+    def summary(self) -> str:
+        """The trained model's Keras summary (recorded at training; else from the model)."""
+        if "summary" in self.record:
+            return self.record["summary"]
+        return model_summary(self.load_model())
+
     def load_model(self) -> Any:
         """The trained model, loaded with safe_mode (no code runs from the cache)."""
         import keras
 
         return keras.saving.load_model(self.folder / MODEL_FILE, safe_mode=True, compile=False)
+
+
+def model_summary(model: Any) -> str:
+    """Keras's model.summary() as plain text."""
+    lines: list[str] = []
+    model.summary(line_length=90, print_fn=lambda text, **_: lines.append(text))
+    return "\n".join(lines).rstrip()
 
 
 def run_store(settings: Settings) -> Store:
@@ -189,7 +203,7 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
     epoch_log = EpochLog(name, epochs)
     epoch_log.seconds = []
     hist = model.fit(ds["train"], validation_data=ds["validation"], epochs=epochs, verbose=0,
-                     callbacks=[epoch_log])
+                     callbacks=[epoch_log], shuffle=False)  # the pipeline shuffles
     seconds = time.perf_counter() - t0
     test_loss, test_acc = model.evaluate(ds["test"], verbose=0)
     logits = model.predict(ds["test"], verbose=0)
@@ -211,6 +225,7 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
             "total": int(model.count_params()),
             "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         },
+        "summary": model_summary(model),
         "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()},
         "test": {"loss": float(test_loss), "accuracy": float(test_acc)},
         "predictions": {
@@ -265,6 +280,59 @@ def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
         else:
             log.info("%s: loaded from the run cache (%s)", name, key[:12])
     run = load_run(folder, cached)
+    _log_use(run)
+    return run
+
+
+def memo_key(name: str, settings: Settings, dataset: Dataset,
+             weights: str | Path | None) -> str:
+    """A key from cheap inputs (no TensorFlow): the library source stands in for the
+    architecture, so the same memo key always means the same run cache key."""
+    here = Path(__file__).parent
+    return digest({
+        "format": TRAINING_FORMAT, "model": name,
+        "source": {f: file_digest(here / f) for f in ("models.py", "training.py")},
+        "epochs": settings.epochs_for(name), "batch_size": settings.batch_size,
+        "image_size": settings.image_size, "manifest": dataset.manifest, "seed": settings.seed,
+        "strategy": settings.strategy, "versions": versions(),
+        "base_weights": weights_id(weights) if name == "model_four" else None,
+    })
+
+
+def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
+                weights: str | Path | None = None) -> dict[str, Any]:
+    """The run of one model as {"key", "trained"}: from the memo without importing
+    TensorFlow when this exact run is cached, else through fit(). arrays is called
+    only when fit() needs the decoded images."""
+    memo = run_store(settings).root / "memo" / f"{memo_key(name, settings, dataset, weights)}.json"
+    try:
+        key = json.loads(memo.read_text())["key"]
+    except (OSError, ValueError, KeyError):
+        key = None
+    if key and run_store(settings).get(key) is not None:
+        return {"key": key, "trained": False}
+    run = fit(name, settings, dataset, arrays(), weights)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(memo, json.dumps({"model": name, "key": run.record["key"]}))
+    return {"key": run.record["key"], "trained": not run.cached}
+
+
+def given_runs() -> dict[str, dict[str, Any]]:
+    """The runs the build trained or loaded before it started this page's kernel."""
+    return json.loads(os.environ.get(ENV_RUNS) or "{}")
+
+
+def load_given(name: str, settings: Settings, given: dict[str, Any]) -> Run:
+    """Load a run the build already has (no TensorFlow needed): given = {"key", "trained"}."""
+    store = run_store(settings)
+    folder = store.get(given["key"])
+    if folder is None:
+        raise CacheError(f"run {given['key'][:12]} of {name}, which this build trained or "
+                         f"loaded, is no longer in the run cache {store.root}; run the build "
+                         "again")
+    run = load_run(folder, cached=not given["trained"])
+    log.info("%s: %s (%s)", name, "trained by this build" if given["trained"]
+             else "loaded from the run cache", given["key"][:12])
     _log_use(run)
     return run
 
