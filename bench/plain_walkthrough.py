@@ -6,6 +6,10 @@ the quick profile's split files), then for each of the four models `fit` with va
 data and `evaluate` on the test split. The models come from `catdog_report.models.build`, so
 the architectures, optimizer and loss are identical to the ones catdog-report trains.
 
+With `--figures DIR` it also draws the walkthrough's own figures, saved as PNG where the
+notebook shows them: the 2x3 grid of training photos, six random flips and six random
+rotations of one photo, and each model's accuracy and loss history.
+
     python bench/plain_walkthrough.py --data ROOT --weights W.h5 \
         --epochs '{"model_one": 2, ...}' --out result.json
 """
@@ -17,6 +21,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 T_START = time.perf_counter()
 MODEL_NAMES = ("model_one", "model_two", "model_three", "model_four")
@@ -32,6 +37,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--out", type=Path, required=True, help="where to write the JSON timings")
+    p.add_argument("--figures", type=Path, help="draw the walkthrough's figures into this folder")
     args = p.parse_args()
     epochs = json.loads(args.epochs)
     classes = args.classes.split(",")
@@ -55,6 +61,11 @@ def main() -> None:
     train_ds = load("train", True)
     val_ds = load("validation", True)
     test_ds = load("test", False)
+    t_figures = 0.0
+    if args.figures:
+        t0 = time.perf_counter()
+        data_figures(train_ds, classes, args.figures)
+        t_figures += time.perf_counter() - t0
     runs = []
     for name in MODEL_NAMES:
         t0 = time.perf_counter()
@@ -65,6 +76,9 @@ def main() -> None:
         t2 = time.perf_counter()
         loss, acc = model.evaluate(test_ds, verbose=0)
         t3 = time.perf_counter()
+        if args.figures:
+            history_figure(hist.history, name, args.figures / f"{name}-history.png")
+            t_figures += time.perf_counter() - t3
         runs.append({"model": name, "epochs": epochs[name], "build_seconds": round(t1 - t0, 3),
                      "train_seconds": round(t2 - t1, 3), "evaluate_seconds": round(t3 - t2, 3),
                      "val_accuracy": [float(v) for v in hist.history["val_accuracy"]],
@@ -74,8 +88,57 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "import_seconds": round(t_imported - T_START, 3),
         "total_seconds": round(time.perf_counter() - T_START, 3),
+        "figures_seconds": round(t_figures, 3),
         "runs": runs,
     }, indent=1))
+
+
+def data_figures(train_ds: Any, classes: list[str], out: Path) -> None:
+    """The walkthrough's photo grid (dogs on top, cats below) and augmentation examples."""
+    import keras
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    images, labels = next(iter(train_ds.unbatch().batch(64)))
+    images, labels = images.numpy(), labels.numpy()
+    picks = [i for c in (1, 0) for i in np.flatnonzero(labels == c)[:3]]
+    fig = plt.figure(figsize=(9, 6))
+    for n, i in enumerate(picks):
+        ax = plt.subplot(2, 3, n + 1)
+        ax.imshow(images[i].astype("uint8"))
+        ax.set_title(classes[labels[i]])
+        ax.axis("off")
+    fig.savefig(out / "grid.png")
+    plt.close(fig)
+    photo = images[:1]
+    for title, layer in (("flips", keras.layers.RandomFlip("horizontal_and_vertical")),
+                         ("rotations", keras.layers.RandomRotation(0.2))):
+        fig = plt.figure(figsize=(9, 6))
+        for n in range(6):
+            ax = plt.subplot(2, 3, n + 1)
+            ax.imshow(np.asarray(layer(photo, training=True))[0].astype("uint8"))
+            ax.axis("off")
+        fig.savefig(out / f"{title}.png")
+        plt.close(fig)
+
+
+def history_figure(history: dict[str, list[float]], name: str, path: Path) -> None:
+    """The walkthrough's accuracy and loss plot of one model."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(8, 8))
+    for n, metric in enumerate(("accuracy", "loss")):
+        ax = plt.subplot(2, 1, n + 1)
+        ax.plot(history[metric], label=f"Training {metric}")
+        ax.plot(history[f"val_{metric}"], label=f"Validation {metric}")
+        ax.legend()
+        ax.set_title(f"{name}: training and validation {metric}")
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

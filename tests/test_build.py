@@ -74,8 +74,11 @@ def test_whole_build_then_warm_rebuild_then_failing_page(
     order = [r.getMessage() for r in caplog.records]
     first_done = next(i for i, m in enumerate(order) if ": executed in" in m)
     assert "[2/8] data: executing" in order[:first_done]  # two kernels at once (jobs=2)
-    last_training = max(i for i, m in enumerate(order) if m.startswith("training model_"))
-    assert last_training < order.index("[1/8] index: executing")  # models first, then pages
+    # pages need not wait for training; a model's page waits for its run
+    epoch_one = next(i for i, m in enumerate(order) if m.startswith("model_one epoch 1/1"))
+    assert order.index("[1/8] index: executing") < order.index(
+        "training model_one: 1 epoch on 24 images")
+    assert epoch_one < order.index("[3/8] model-one: executing")
     assert_no_local_details(out, tiny_settings)
 
     before = _site_files(out)
@@ -130,3 +133,45 @@ def test_one_model_changed_retrains_it_alone(tiny_settings: Settings) -> None:
     assert trained == ["model_three"]
     assert {"model-three", "test", "comparison"} <= executed
     assert not executed & {"model-one", "model-two", "model-four"}
+
+
+def test_a_failing_model_becomes_one_clear_error(tiny_settings: Settings,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from catdog_report import build as build_module
+    from catdog_report import data, training
+    from catdog_report.errors import TrainingError
+
+    def broken(name: str, *args: object, **kwargs: object) -> None:
+        raise Exception("URL fetch failure on https://example.invalid/w.h5: None -- "
+                        "[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(training, "find_or_fit", broken)
+    dataset = data.scan(tiny_settings, tiny_settings.data_dir)
+    with pytest.raises(TrainingError, match=r"training model_four failed: Exception: URL "
+                       r"fetch failure.*pass --weights PATH or set CATDOG_WEIGHTS"):
+        build_module.gather_runs(tiny_settings, dataset, ["model_four"], None)
+    with pytest.raises(TrainingError, match="training model_one failed") as info:
+        build(tiny_settings)
+    assert "--weights" not in str(info.value)
+    assert not tiny_settings.site_dir.exists()
+
+
+def test_a_failing_page_stops_the_training_it_no_longer_needs(
+        tiny_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    import dataclasses
+    import re
+    import time
+
+    caplog.set_level(logging.INFO)
+    page = tiny_settings.project_dir / "content" / "index.md"
+    fail_late = r"\g<1>import time\ntime.sleep(10)  # model one is training by now\n1 / 0\n"
+    page.write_text(re.sub(r"(```python[^\n]*\n)", fail_late, page.read_text(), count=1))
+    slow = dataclasses.replace(tiny_settings, epochs=dict(tiny_settings.epochs, model_one=5000))
+    t0 = time.perf_counter()
+    with pytest.raises(PageError, match="index.md failed"):
+        build(slow)
+    assert time.perf_counter() - t0 < 120  # 5000 epochs would take about ten minutes
+    assert "model_one epoch 1/5000" in caplog.text  # it was stopped mid-training
+    entries = slow.cache_root / "runs" / "entries"
+    assert not entries.exists() or not list(entries.iterdir())  # nothing half-trained kept
+    assert not slow.site_dir.exists()

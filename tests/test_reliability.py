@@ -57,8 +57,8 @@ def test_killed_during_training_leaves_no_entry_and_no_site(
         assert "interrupted" in out and "Traceback" not in out
     assert _entries(cache) == []  # the unfinished run was never stored
     assert not (project / "site").exists()
-    pages = cache / "pages" / "entries"  # models train before any page executes
-    assert not pages.exists() or not list(pages.iterdir())
+    pages = cache / "pages" / "entries"  # index and data may have finished meanwhile
+    assert not pages.exists() or len(list(pages.iterdir())) <= 2
 
 
 def test_rebuild_after_sigkill_trains_only_what_was_unfinished(
@@ -76,7 +76,8 @@ def test_rebuild_after_sigkill_trains_only_what_was_unfinished(
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "training model_one" not in done.stderr  # its run finished before the kill
-    assert "model_one: loaded from the run cache" in done.stderr  # the page reused it
+    assert ("model-one: cached" in done.stderr  # its page finished too, or reuses the run
+            or "model_one: loaded from the run cache" in done.stderr)
     for model in ("model_two", "model_three", "model_four"):
         assert f"training {model}" in done.stderr
     assert (project / "site" / "comparison" / "index.html").is_file()

@@ -101,14 +101,23 @@ def test_interrupted_training_leaves_no_entry(small: Settings,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     ds = data.scan(small, small.data_dir)
 
-    def crash(model, name, settings, dataset, arrays, folder, parts):  # type: ignore[no-untyped-def]
+    def crash(model, name, settings, dataset, arrays, folder, *rest):  # type: ignore[no-untyped-def]
         (folder / "model.keras").write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "_train", crash)
-    with pytest.raises(KeyboardInterrupt):
-        training.fit("model_one", small, ds, {})
+    with monkeypatch.context() as m:
+        m.setattr(training, "_train", crash)
+        with pytest.raises(KeyboardInterrupt):
+            training.fit("model_one", small, ds, {})
     store = training.run_store(small)
+    assert list(store.entries.iterdir()) == [] and list((store.root / "tmp").iterdir()) == []
+
+    import threading
+
+    stop = threading.Event()  # the build sets it from another thread when interrupted
+    stop.set()
+    with pytest.raises(KeyboardInterrupt):
+        training.fit("model_one", small, ds, data.arrays(ds, small), stop=stop)
     assert list(store.entries.iterdir()) == [] and list((store.root / "tmp").iterdir()) == []
 
 

@@ -6,8 +6,9 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from . import data, models, pages, site, stamp
 from .cache import digest, file_digest, write_atomic
 from .config import ENV_DATA_SOURCE, ENV_MANIFEST, ENV_RUNS, ENV_SETTINGS, Settings
-from .errors import BuildError, CatdogError, PageError
+from .errors import BuildError, CatdogError, PageError, TrainingError
 
 log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent
@@ -110,32 +111,49 @@ class PagePlan:
 
 
 def gather_runs(settings: Settings, dataset: data.Dataset, names: list[str],
-                weights: str | None) -> dict[str, dict[str, Any]]:
+                weights: str | None, done: Callable[[str, Any], None] | None = None,
+                stop: threading.Event | None = None) -> dict[str, dict[str, Any]]:
     """Train (or find in the run cache) the models that the pages to execute fit.
 
     TensorFlow is imported here, once, and only when a model must be trained or its run
     key computed; the page kernels load these runs by key and need no TensorFlow.
+    done(name, run) is called as each model's run is ready; setting stop interrupts.
     """
-    wanted = [m for m in dict.fromkeys(names) if m in settings.profile_spec.epochs]
-    if not wanted:
-        return {}
     import functools
 
     from . import training
 
     arrays = functools.cache(lambda: data.arrays(dataset, settings))
-    return {name: training.find_or_fit(name, settings, dataset, arrays,
-                                       weights if name == "model_four" else None)
-            for name in wanted}
+    runs = {}
+    for name in dict.fromkeys(names):
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
+        try:
+            runs[name] = training.find_or_fit(name, settings, dataset, arrays,
+                                              weights if name == "model_four" else None, stop)
+        except (CatdogError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # TensorFlow and Keras raise many kinds
+            hint = (" (no ImageNet weights could be fetched: pass --weights PATH or set "
+                    "CATDOG_WEIGHTS to a local mobilenet_v2_…_160_no_top.h5)"
+                    if name == "model_four" and "URL fetch" in str(exc) else "")
+            raise TrainingError(f"training {name} failed: {type(exc).__name__}: "
+                                f"{str(exc).strip()[:500]}{hint}") from exc
+        if done:
+            done(name, runs[name])
+    return runs
 
 
 def gather_pages(settings: Settings, dataset: data.Dataset, names: list[str],
                  result: BuildResult) -> None:
     """Take each page from the page cache or execute it, settings.jobs kernels at a time.
 
-    Pages that read the runs of earlier pages wait for those pages; the others are
-    independent. Models are trained first, in this process (see gather_runs).
+    The models the pages need train in a thread meanwhile, in nav order; a page starts
+    once its models are ready, and a page that reads earlier runs waits for the pages
+    before it.
     """
+    from .kernel import run_batch
+
     weights, _ = models.resolve_weights(settings)
     store = pages.page_store(settings.cache_root)
     plans = []
@@ -148,25 +166,71 @@ def gather_pages(settings: Settings, dataset: data.Dataset, names: list[str],
                                                              plan.source, []))
             plan.page = pages.load_cached(store, plan.key, plan.name)
     needed = [m for plan in plans if plan.page is None and plan.key
-              for m in pages.fitted_models(plan.source)]
-    runs = gather_runs(settings, dataset, needed, weights)
-    from .kernel import run_batch
-
-    run_batch(lambda: _execute_pages(plans, settings, dataset, weights, runs, result))
+              for m in pages.fitted_models(plan.source) if m in settings.profile_spec.epochs]
+    run_batch(lambda: _execute_pages(plans, settings, dataset, weights, needed, result))
     result.pages = [plan.page for plan in plans if plan.page is not None]
 
 
 async def _execute_pages(plans: list[PagePlan], settings: Settings, dataset: data.Dataset,
-                         weights: str | None, runs: dict[str, Any], result: BuildResult) -> None:
-    """Execute the pages the cache lacks, up to settings.jobs at once, in nav order."""
+                         weights: str | None, needed: list[str], result: BuildResult) -> None:
+    """Train the needed models in a thread; execute the pages the cache lacks, up to
+    settings.jobs at once, each as soon as its models are ready."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    ready = {m: loop.create_future() for m in dict.fromkeys(needed)}
+
+    def train() -> None:
+        def done(name: str, run: Any) -> None:
+            loop.call_soon_threadsafe(ready[name].set_result, run)
+
+        try:
+            gather_runs(settings, dataset, list(ready), weights, done, stop)
+        except BaseException as exc:  # a waiting page gets an Exception, never the interrupt
+            failure = exc if isinstance(exc, Exception) else BuildError("training stopped")
+            for future in ready.values():
+                loop.call_soon_threadsafe(_fail, future, failure)
+            raise
+
+    stop = threading.Event()
+    trainer = loop.run_in_executor(None, train) if ready else None
+    try:
+        await _schedule(plans, settings, dataset, weights, ready, result, stop)
+        if trainer:
+            await trainer
+    except BaseException:
+        stop.set()  # the training thread stops at its next batch
+        if trainer:  # its exception is the interrupt itself: nothing more to report
+            trainer.add_done_callback(lambda f: f.cancelled() or f.exception())
+        raise
+
+
+def _fail(future: Any, exc: BaseException) -> None:
+    """Hand a training failure to the pages waiting for that run."""
+    if not future.done():
+        future.set_exception(exc)
+        future.exception()  # retrieved: the waiting page, if any, raises it
+
+
+async def _schedule(plans: list[PagePlan], settings: Settings, dataset: data.Dataset,
+                    weights: str | None, ready: dict[str, Any], result: BuildResult,
+                    stop: threading.Event) -> None:
+    """Start each page the cache lacks, in nav order, once what it reads is ready; the
+    first failing page (without keep_going) stops the training and the pages to come."""
     import asyncio
 
     store = pages.page_store(settings.cache_root)
     slots = asyncio.Semaphore(settings.jobs)
     errors: list[PageError] = []
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[tuple[asyncio.Task[None], PagePlan]] = []
 
     async def execute(plan: PagePlan, run_keys: list[str]) -> None:
+        try:
+            runs = {m: await ready[m] for m in pages.fitted_models(plan.source) if m in ready}
+        except Exception:
+            if errors:  # training was stopped because a page failed
+                return
+            raise
         async with slots:
             if errors:  # an earlier page failed and the build stops
                 return
@@ -181,6 +245,7 @@ async def _execute_pages(plans: list[PagePlan], settings: Settings, dataset: dat
                     result.failures.append(str(exc))
                 else:
                     errors.append(exc)
+                    stop.set()
                 return
             pages.save(store, plan.key, page)
             plan.page = page
@@ -189,8 +254,8 @@ async def _execute_pages(plans: list[PagePlan], settings: Settings, dataset: dat
 
     for plan in plans:
         run_keys: list[str] = []
-        if pages.reads_runs(plan.source):  # needs every earlier page's runs
-            await asyncio.gather(*tasks)
+        if pages.reads_runs(plan.source):  # needs the runs of every earlier page
+            await asyncio.gather(*[t for t, earlier in tasks if ".fit(" in earlier.source])
             for earlier in plans[:plan.number - 1]:
                 keys = [r["key"] for r in earlier.page.runs] if earlier.page else []
                 run_keys += [k for k in keys if k not in run_keys]
@@ -200,8 +265,8 @@ async def _execute_pages(plans: list[PagePlan], settings: Settings, dataset: dat
         if plan.page is not None:
             log.info("[%d/%d] %s: cached", plan.number, len(plans), plan.name)
             continue
-        tasks.append(asyncio.create_task(execute(plan, run_keys)))
-    await asyncio.gather(*tasks)
+        tasks.append((asyncio.create_task(execute(plan, run_keys)), plan))
+    await asyncio.gather(*[t for t, _ in tasks])
     if errors:
         raise errors[0]
 

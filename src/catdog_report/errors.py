@@ -23,6 +23,10 @@ class WeightsError(CatdogError):
     """The MobileNetV2 weights file is missing or unusable."""
 
 
+class TrainingError(CatdogError):
+    """A model could not be built or trained."""
+
+
 class CacheError(CatdogError):
     """A cache entry or lock could not be used."""
 

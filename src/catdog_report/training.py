@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -143,7 +144,7 @@ def key_parts(model: Any, name: str, settings: Settings, dataset: Dataset,
 class EpochLog:
     """A Keras callback that logs one line per epoch."""
 
-    def __new__(cls, name: str, epochs: int) -> Any:
+    def __new__(cls, name: str, epochs: int, stop: threading.Event | None = None) -> Any:
         import keras
 
         class _Log(keras.callbacks.Callback):
@@ -151,6 +152,10 @@ class EpochLog:
 
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
                 self.t0 = time.perf_counter()
+
+            def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+                if stop is not None and stop.is_set():  # the build was interrupted
+                    raise KeyboardInterrupt
 
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 logs = logs or {}
@@ -191,7 +196,8 @@ def environment() -> dict[str, Any]:
 
 
 def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
-           arrays: dict[str, Any], folder: Path, parts: dict[str, Any]) -> None:
+           arrays: dict[str, Any], folder: Path, parts: dict[str, Any],
+           stop: threading.Event | None = None) -> None:
     """Train, evaluate on the test split, and write the entry's files into folder."""
     from . import data
 
@@ -200,7 +206,7 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
     log.info("training %s: %d epoch%s on %d images", name, epochs, "s" * (epochs != 1),
              len(dataset.train))
     t0 = time.perf_counter()
-    epoch_log = EpochLog(name, epochs)
+    epoch_log = EpochLog(name, epochs, stop)
     epoch_log.seconds = []
     hist = model.fit(ds["train"], validation_data=ds["validation"], epochs=epochs, verbose=0,
                      callbacks=[epoch_log], shuffle=False)  # the pipeline shuffles
@@ -254,12 +260,14 @@ def load_run(folder: Path, cached: bool = True) -> Run:
 
 
 def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
-        weights: str | Path | None = None) -> Run:
+        weights: str | Path | None = None, stop: threading.Event | None = None) -> Run:
     """Train model `name` through the run cache; return its Run (from cache when unchanged).
 
     The key hashes the architecture, optimizer and loss configs, epochs, batch size, image
     size, data manifest, seed, strategy and library versions, so changing any of them
     retrains this model alone. Entries are written atomically under a per-key lock.
+    Setting `stop` (from another thread) makes training raise KeyboardInterrupt at its
+    next batch; nothing is stored.
     """
     import keras
 
@@ -276,7 +284,7 @@ def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
         cached = folder is not None
         if folder is None:
             folder = store.put(key, lambda tmp: _train(model, name, settings, dataset, arrays,
-                                                       tmp, parts))
+                                                       tmp, parts, stop))
         else:
             log.info("%s: loaded from the run cache (%s)", name, key[:12])
     run = load_run(folder, cached)
@@ -300,7 +308,8 @@ def memo_key(name: str, settings: Settings, dataset: Dataset,
 
 
 def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
-                weights: str | Path | None = None) -> dict[str, Any]:
+                weights: str | Path | None = None,
+                stop: threading.Event | None = None) -> dict[str, Any]:
     """The run of one model as {"key", "trained"}: from the memo without importing
     TensorFlow when this exact run is cached, else through fit(). arrays is called
     only when fit() needs the decoded images."""
@@ -311,7 +320,7 @@ def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
         key = None
     if key and run_store(settings).get(key) is not None:
         return {"key": key, "trained": False}
-    run = fit(name, settings, dataset, arrays(), weights)
+    run = fit(name, settings, dataset, arrays(), weights, stop)
     memo.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(memo, json.dumps({"model": name, "key": run.record["key"]}))
     return {"key": run.record["key"], "trained": not run.cached}
