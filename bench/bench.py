@@ -527,15 +527,15 @@ def report(res: dict[str, Any]) -> str:
         rate = f"{st['gflops']:6.1f} GFLOP/s" if st["gflops"] else "no counted FLOPs"
         lines.append(f"     {st['stage']:<30}{st['step_ms']:7.1f} ms  {rate}")
     lines += ["", "4. Rebuilds on the last pair's warm cache",
-              f"   {'step':<24}{'wall s':>8}  {'pages executed':<34}{'models trained':<26}"
+              f"   {'step':<24}{'wall s':>8}  {'pages executed':<46}{'models trained':<16}"
               f"{'TF in build':<12}{'kernels':>7}"]
     for key, title in (("warm", "warm (nothing changed)"), ("prose", "prose edit model-two.md"),
                        ("epochs", f"--epochs {CHANGED_EPOCHS[0]}={CHANGED_EPOCHS[1]}")):
         r = res["rebuilds"][key]
         mods = r["build_process_modules"] or {}
         pages = pages_text(r["pages_executed"], len(r["pages_executed"]) + len(r["pages_cached"]))
-        lines.append(f"   {title:<24}{r['wall_s']:>8.1f}  {pages:<34}"
-                     f"{', '.join(r['models_trained']) or 'none':<26}"
+        lines.append(f"   {title:<24}{r['wall_s']:>8.1f}  {pages:<46}"
+                     f"{', '.join(r['models_trained']) or 'none':<16}"
                      f"{'yes' if mods.get('tensorflow') else 'no':<12}{r['kernels_started']:>7}")
     rb = res["rebuilds"]
     n_pages = len(rb["epochs"]["pages_executed"]) + len(rb["epochs"]["pages_cached"])
