@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 import zipfile
 
 import pytest
@@ -212,6 +213,9 @@ def test_a_page_loads_a_given_run_without_tensorflow(small: Settings, tmp_path) 
                          text=True, timeout=120, check=True)
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["key"] == run.record["key"] and seen["cached"] is False  # trained this build
-    assert "Total params" in seen["summary"] and "conv2d" in seen["summary"]
+    summary = seen["summary"]
+    assert "Total params" in summary and "Param #" in summary
+    assert re.search(r"conv2d(_\d+)? \(Conv2D\) .*│ +896 │", summary)  # Param # is whole
+    assert max(len(line) for line in summary.splitlines()) == training.SUMMARY_WIDTH
     assert not seen["tf"] and not seen["keras"]
     assert "model_one: trained by this build" in out.stderr

@@ -49,8 +49,8 @@ class Run:
     @property
     def summary(self) -> str:
         """The trained model's Keras summary (recorded at training; else from the model)."""
-        if "summary" in self.record:
-            return self.record["summary"]
+        if "keras_summary" in self.record:
+            return self.record["keras_summary"]
         return model_summary(self.load_model())
 
     def load_model(self) -> Any:
@@ -60,11 +60,22 @@ class Run:
         return keras.saving.load_model(self.folder / MODEL_FILE, safe_mode=True, compile=False)
 
 
+SUMMARY_WIDTH = 90
+
+
 def model_summary(model: Any) -> str:
-    """Keras's model.summary() as plain text."""
+    """Keras's model.summary() as plain text, SUMMARY_WIDTH columns wide."""
     lines: list[str] = []
-    model.summary(line_length=90, print_fn=lambda text, **_: lines.append(text))
-    return "\n".join(lines).rstrip()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(SUMMARY_WIDTH)  # rich cuts its table at 80 columns otherwise
+    try:
+        model.summary(line_length=SUMMARY_WIDTH, print_fn=lambda text, **_: lines.append(text))
+    finally:
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
+    return "\n".join(line.rstrip() for line in "\n".join(lines).splitlines()).rstrip()
 
 
 def run_store(settings: Settings) -> Store:
@@ -231,7 +242,7 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
             "total": int(model.count_params()),
             "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         },
-        "summary": model_summary(model),
+        "keras_summary": model_summary(model),
         "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()},
         "test": {"loss": float(test_loss), "accuracy": float(test_acc)},
         "predictions": {
