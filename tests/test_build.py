@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -82,8 +84,13 @@ def test_whole_build_then_warm_rebuild_then_failing_page(
     assert_no_local_details(out, tiny_settings)
 
     before = _site_files(out)
+    stale = [tiny_settings.cache_root / kind / "tmp" / "killed" for kind in ("runs", "pages")]
+    for folder in stale:  # left by a killed build two hours ago
+        folder.mkdir(parents=True)
+        os.utime(folder, (time.time() - 7200, time.time() - 7200))
     caplog.clear()
     again = build(tiny_settings)
+    assert not any(folder.exists() for folder in stale)
     assert all(p.cached for p in again.pages) and not again.published
     assert _site_files(out) == before
     assert "training" not in caplog.text

@@ -330,7 +330,10 @@ def _build(settings: Settings) -> BuildResult:
     result = BuildResult()
     names = site.nav_pages(settings.project_dir)
     site.recover(settings.site_dir)
-    pages.page_store(settings.cache_root).sweep()
+    from .training import run_store
+
+    for store in (pages.page_store(settings.cache_root), run_store(settings)):
+        store.sweep()  # temp folders of killed builds
     dataset, settings = resolve_data(settings)
     gather_pages(settings, dataset, names, result)
     if result.failures:
