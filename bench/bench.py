@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -373,10 +374,10 @@ def run_probe(smoke: bool, logs: Path) -> dict[str, Any]:
     last = Path(result["stdout_log"]).read_text().strip().splitlines()[-1]
     probe = json.loads(last) | {"wall_s": result["wall_s"]}
     probe["train_step"] = []
-    for variant in ("default", "xla", "intra2-inter1"):  # TF threads are set per process
-        r = run_measured(f"probe {variant}", [
+    for name, variant in itertools.product(MODEL_NAMES, ("default", "xla", "intra2-inter1")):
+        r = run_measured(f"probe {name} {variant}", [  # TF threads are set per process
             sys.executable, str(BENCH / "probe.py"), "--image-size", str(IMAGE_SIZE),
-            "--batch-size", str(BATCH_SIZE), "--train-step", variant], logs)
+            "--batch-size", str(BATCH_SIZE), "--train-step", variant, "--model", name], logs)
         if r["rc"] != 0:
             raise RuntimeError("bench/probe.py failed:\n" + "\n".join(r["stderr_tail"]))
         line = Path(r["stdout_log"]).read_text().strip().splitlines()[-1]
@@ -516,12 +517,19 @@ def report(res: dict[str, Any]) -> str:
     lines.append(f"   target model one >= {TARGET_MODEL_ONE_PEAK:.0%} of peak: "
                  f"{verdict(None if one is None else one >= TARGET_MODEL_ONE_PEAK)}")
     peak = probe["matmul"]["gflops_best"]
-    lines += ["   model one's steady training step (train_on_batch, batch "
-              f"{BATCH_SIZE}, best of 10), one process per setting:"]
-    for v in probe.get("train_step", []):
-        lines.append(f"     {v['variant']:<15} jit_compile={v['jit_compile']!s:<6} intra "
-                     f"{v['intra']} inter {v['inter']}: {v['step_seconds'] * 1e3:6.1f} ms, "
-                     f"{v['gflops']:6.1f} GFLOP/s = {v['gflops'] / peak:.1%} of peak")
+    variants = list(dict.fromkeys(v["variant"] for v in probe.get("train_step", [])))
+    lines += ["   steady training step per model (train_on_batch, batch "
+              f"{BATCH_SIZE}, best of 10; one process per setting): ms, GFLOP/s, % of peak",
+              "   xla = jit_compile=True; intra2-inter1 = TF threads intra 2 / inter 1",
+              "     " + f"{'model':<13}" + "".join(f"{v:>27}" for v in variants)]
+    for name in MODEL_NAMES:
+        cells = []
+        for v in variants:
+            r = next((x for x in probe.get("train_step", []) if x.get("model", "model_one")
+                      == name and x["variant"] == v), None)
+            cells.append(f"{r['step_seconds'] * 1e3:>9.1f} {r['gflops']:>7.1f} "
+                         f"{r['gflops'] / peak:>7.1%}  " if r else f"{'–':>27}")
+        lines.append(f"     {name:<13}" + "".join(f"{c:>27}" for c in cells))
     lines += ["   where model one's step goes (each stage alone, forward+backward+Adam):"]
     for st in probe.get("model_one_stages", []):
         rate = f"{st['gflops']:6.1f} GFLOP/s" if st["gflops"] else "no counted FLOPs"

@@ -113,8 +113,10 @@ def _timed_steps(step: Any, x: Any, y: Any, repeats: int) -> float:
     return best
 
 
-def train_step_probe(variant: str, image_size: int, batch: int, repeats: int) -> dict[str, Any]:
-    """Model one's steady-state training step (Keras train_on_batch) under one variant."""
+def train_step_probe(variant: str, image_size: int, batch: int, repeats: int,
+                     name: str = "model_one") -> dict[str, Any]:
+    """One model's steady-state training step (Keras train_on_batch) under one variant;
+    model four's base has random weights here (the same speed as ImageNet's)."""
     import tensorflow as tf
 
     cfg = STEP_VARIANTS[variant]
@@ -128,7 +130,7 @@ def train_step_probe(variant: str, image_size: int, batch: int, repeats: int) ->
     from catdog_report import models
 
     keras.utils.set_random_seed(1)
-    model = models.model_one(image_size)
+    model = models.build(name, image_size, None)
     model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
                   jit_compile=cfg["jit_compile"])
     rng = np.random.default_rng(0)
@@ -136,7 +138,8 @@ def train_step_probe(variant: str, image_size: int, batch: int, repeats: int) ->
     y = rng.integers(0, 2, batch).astype("int32")
     seconds = _timed_steps(lambda a, b: model.train_on_batch(a, b)[0], x, y, repeats)
     flop = batch * model_flops(model)["train_step"]
-    return {"variant": variant, **cfg, "batch": batch, "step_seconds": round(seconds, 4),
+    return {"model": name, "variant": variant, **cfg, "batch": batch,
+            "step_seconds": round(seconds, 4),
             "gflops": round(flop / seconds / 1e9, 1)}
 
 
@@ -178,6 +181,8 @@ def layer_probe(image_size: int, batch: int, repeats: int) -> list[dict[str, Any
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--train-step", choices=STEP_VARIANTS, help="only the training-step probe")
+    p.add_argument("--model", choices=MODEL_NAMES, default="model_one",
+                   help="the model --train-step times")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--matmul-n", type=int, default=4096)
     p.add_argument("--min-seconds", type=float, default=6.0)
@@ -187,7 +192,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.train_step:
         print(json.dumps(train_step_probe(args.train_step, args.image_size, args.batch_size,
-                                          10)))
+                                          10, args.model)))
         return
     import keras
     import tensorflow as tf
