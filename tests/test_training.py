@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import re
 import zipfile
 
 import pytest
@@ -135,7 +134,7 @@ for strategy in ("none", "mirrored"):
                  batch_size=8, epochs={"model_one": 2}, strategy=strategy)
     ds = data.scan(s, s.data_dir)
     run = training.fit("model_one", s, ds, data.arrays(ds, s))
-    out[strategy] = {"history": run.history, "test": run.record["test"],
+    out[strategy] = {"history": run.history, "test": run.record["test"], "key": run.record["key"],
                      "replicas": len(tf.config.list_logical_devices("CPU"))}
 print(json.dumps(out))
 """
@@ -150,13 +149,16 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_default(tiny_data, tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["mirrored"]["replicas"] == 2
-    base, mirrored = out["none"], out["mirrored"]
-    # Per-replica BatchNorm statistics and dropout streams differ, so epochs differ a little;
-    # where training ends must agree.
-    for metric, tolerance in (("loss", 0.15), ("accuracy", 0.15), ("val_accuracy", 0.15)):
-        a, b = base["history"][metric][-1], mirrored["history"][metric][-1]
-        assert abs(a - b) <= tolerance, (metric, a, b)
-    assert abs(base["test"]["accuracy"] - mirrored["test"]["accuracy"]) <= 0.15
+    # Per-replica BatchNorm statistics (4 images each instead of 8) and dropout streams
+    # differ, so the two trajectories differ; both must train: the loss falls and the
+    # (trivially separable) training images are learnt. Validation and test scores are not
+    # compared: after 6 steps BatchNorm's moving statistics (momentum 0.99) are still near
+    # their initial values, so inference-mode scores are noise at this size.
+    for strategy in ("none", "mirrored"):
+        history = out[strategy]["history"]
+        assert history["loss"][-1] < history["loss"][0], (strategy, history["loss"])
+        assert history["accuracy"][-1] >= 0.75, (strategy, history["accuracy"])
+    assert out["none"]["key"] != out["mirrored"]["key"]  # the strategy is part of the key
 
 
 def test_memo_finds_the_run_without_fit_and_changes_with_the_inputs(
@@ -194,7 +196,11 @@ GIVEN = """
 import json, os, sys
 from catdog_report import notebook
 run = notebook.study().fit("model_one")
-print(json.dumps({"key": run.record["key"], "cached": run.cached, "summary": run.summary,
+from catdog_report import tables
+layers = tables.layer_table(run.record)
+print(json.dumps({"key": run.record["key"], "cached": run.cached,
+                  "layers": layers.reset_index().to_dict("records"),
+                  "totals": tables.parameter_totals(run.record),
                   "tf": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
 """
 
@@ -213,9 +219,14 @@ def test_a_page_loads_a_given_run_without_tensorflow(small: Settings, tmp_path) 
                          text=True, timeout=120, check=True)
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["key"] == run.record["key"] and seen["cached"] is False  # trained this build
-    summary = seen["summary"]
-    assert "Total params" in summary and "Param #" in summary
-    assert re.search(r"conv2d(_\d+)? \(Conv2D\) .*│ +896 │", summary)  # Param # is whole
-    assert max(len(line) for line in summary.splitlines()) == training.SUMMARY_WIDTH
+    first = seen["layers"][0]  # the model's layers, recorded at training time
+    assert (first["type"], first["params"], first["trainable"]) == ("Conv2D", 896, 896)
+    assert first["output shape"] == "(None, 98, 98, 32)"
+    assert [row["type"] for row in seen["layers"]][:4] == [
+        "Conv2D", "MaxPooling2D", "BatchNormalization", "Activation"]
+    # the model's own parameters, never the optimizer's (Keras's summary counts those too)
+    total = sum(row["params"] for row in seen["layers"])
+    assert seen["totals"].startswith(f"Total params: {total:,} · trainable: {total - 64:,}")
+    assert seen["totals"].endswith("non-trainable: 64 (64 BatchNorm moving statistics)")
     assert not seen["tf"] and not seen["keras"]
     assert "model_one: trained by this build" in out.stderr

@@ -52,7 +52,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--project", type=Path, default=Path.cwd(), help="project folder")
     b.add_argument("--epochs", nargs="*", default=[], metavar="MODEL=N",
                    help="override a model's epochs, e.g. model_one=3")
-    b.add_argument("--seed", type=int, default=1337)
+    b.add_argument("--seed", type=int, default=0,
+                   help="seeds weights, shuffling and the split (default 0, as the walkthrough)")
     b.add_argument("--image-size", type=int, default=160, help="square input size in pixels")
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--strategy", default="none", help=f"one of {', '.join(STRATEGIES)}")

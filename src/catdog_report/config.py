@@ -85,7 +85,7 @@ class Settings:
     data_dir: Path | None = None
     weights: Path | None = None
     cache_dir: Path | None = None
-    seed: int = 1337
+    seed: int = 0  # the walkthrough seeds with tf.random.set_seed(0)
     image_size: int = 160
     batch_size: int = 32
     epochs: Mapping[str, int] = field(default_factory=dict)  # overrides of the profile's

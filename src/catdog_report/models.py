@@ -1,4 +1,9 @@
-"""The walkthrough's four layer stacks, ported to Keras 3 (functional API, no nested Sequential)."""
+"""The walkthrough's four layer stacks, layer by layer, ported to Keras 3.
+
+The only change Keras 3 requires: preprocess_input inside a nested Model becomes the
+equivalent Rescaling(1/127.5, offset=-1) layer, and model four calls its frozen base
+directly in inference mode instead of through a wrapper Model.
+"""
 
 from __future__ import annotations
 
@@ -27,60 +32,79 @@ def compile_model(model: Any) -> Any:
     return model
 
 
+def conv_block(filters: int, padding: str = "valid") -> list[Any]:
+    """The walkthrough's block: Conv2D 3x3, MaxPooling2D 2, BatchNormalization, ReLU."""
+    from keras import layers
+
+    return [layers.Conv2D(filters, (3, 3), padding=padding), layers.MaxPooling2D((2, 2)),
+            layers.BatchNormalization(), layers.Activation("relu")]
+
+
+def augmentation() -> list[Any]:
+    """Random flips both ways and rotations up to 0.2 of a turn, seeded as the walkthrough."""
+    from keras import layers
+
+    return [layers.RandomFlip(mode="horizontal_and_vertical", seed=0),
+            layers.RandomRotation(factor=0.2, seed=0)]
+
+
+def preprocess_input() -> Any:
+    """mobilenet_v2.preprocess_input (x / 127.5 - 1) as a layer that Keras 3 can save."""
+    from keras import layers
+
+    return layers.Rescaling(1.0 / 127.5, offset=-1.0)
+
+
+def head(units: int) -> list[Any]:
+    """Flatten, Dense(units, relu), Dropout 0.5, and the two output logits."""
+    from keras import layers
+
+    return [layers.Flatten(), layers.Dense(units, activation="relu"), layers.Dropout(0.5),
+            layers.Dense(2)]
+
+
 def model_one(image_size: int = 160) -> Any:
-    """Three convolutions with max-pooling, BatchNorm after the first, Dense 128, Dropout."""
+    """Conv2D 32 → pool → BatchNorm → ReLU, then two Conv2D 64 (relu) with pooling."""
     import keras
     from keras import layers
 
-    model = keras.Sequential([
+    return compile_model(keras.Sequential([
         keras.Input(shape=(image_size, image_size, 3)),
-        layers.Conv2D(32, 3, activation="relu"),
+        layers.Conv2D(32, (3, 3)),
+        layers.MaxPooling2D((2, 2)),
         layers.BatchNormalization(),
-        layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dropout(0.5),
-        layers.Dense(2),
-    ], name="model_one")
-    return compile_model(model)
+        layers.Activation("relu"),
+        layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        *head(128),
+    ], name="model_one"))
 
 
-def model_two(image_size: int = 160, preprocess: bool = False) -> Any:
-    """Model one with flips and rotations in front and BatchNorm+ReLU after every conv."""
+def model_two(image_size: int = 160) -> Any:
+    """Random flips and rotations, then three blocks of 32, 64 and 64 filters."""
     import keras
-    from keras import layers
 
-    stack: list[Any] = [
+    return compile_model(keras.Sequential([
         keras.Input(shape=(image_size, image_size, 3)),
-        layers.RandomFlip("horizontal_and_vertical"),
-        layers.RandomRotation(0.2),
-    ]
-    if preprocess:  # mobilenet_v2.preprocess_input: x / 127.5 - 1
-        stack.append(layers.Rescaling(1.0 / 127.5, offset=-1.0))
-    for filters in (32, 64, 64):
-        stack += [
-            layers.Conv2D(filters, 3),
-            layers.BatchNormalization(),
-            layers.ReLU(),
-            layers.MaxPooling2D(),
-        ]
-    stack += [
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dropout(0.5),
-        layers.Dense(2),
-    ]
-    return compile_model(keras.Sequential(stack, name="model_three" if preprocess
-                                          else "model_two"))
+        *augmentation(),
+        *conv_block(32), *conv_block(64), *conv_block(64),
+        *head(128),
+    ], name="model_two"))
 
 
 def model_three(image_size: int = 160) -> Any:
-    """Model two behind MobileNetV2's preprocess_input scaling (to [-1, 1])."""
-    return model_two(image_size, preprocess=True)
+    """MobileNetV2's preprocess_input first, then model two's flips, rotations and blocks."""
+    import keras
+
+    return compile_model(keras.Sequential([
+        keras.Input(shape=(image_size, image_size, 3)),
+        preprocess_input(),
+        *augmentation(),
+        *conv_block(32), *conv_block(64), *conv_block(64),
+        *head(128),
+    ], name="model_three"))
 
 
 def check_weights_file(path: Path) -> Path:
@@ -119,26 +143,20 @@ def mobilenet_base(image_size: int, weights: str | Path | None) -> Any:
 
 
 def model_four(image_size: int = 160, weights: str | Path | None = "imagenet") -> Any:
-    """Frozen ImageNet MobileNetV2 behind preprocessing and flips, then a small conv head."""
+    """preprocess_input, RandomFlip, the frozen ImageNet MobileNetV2 (inference mode),
+    RandomRotation, same-padded blocks of 32 and 64 filters, Dense 32, Dropout, Dense 2."""
     import keras
     from keras import layers
 
     base = mobilenet_base(image_size, weights)
     inputs = keras.Input(shape=(image_size, image_size, 3))
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)  # preprocess_input
-    x = layers.RandomFlip("horizontal_and_vertical")(x)
+    x = preprocess_input()(inputs)
+    x = layers.RandomFlip(mode="horizontal_and_vertical", seed=0)(x)
     x = base(x, training=False)
-    x = layers.RandomRotation(0.2)(x)
-    for filters in (64, 64):
-        x = layers.Conv2D(filters, 3, padding="same")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.MaxPooling2D()(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(32, activation="relu")(x)
-    x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(2)(x)
-    return compile_model(keras.Model(inputs, outputs, name="model_four"))
+    x = layers.RandomRotation(factor=0.2, seed=0)(x)
+    for layer in [*conv_block(32, "same"), *conv_block(64, "same"), *head(32)]:
+        x = layer(x)
+    return compile_model(keras.Model(inputs, x, name="model_four"))
 
 
 def resolve_weights(settings: Any) -> tuple[str | None, str]:
@@ -174,5 +192,8 @@ def build(name: str, image_size: int = 160, weights: str | Path | None = "imagen
 
 
 def source(name: str) -> str:
-    """The Python source of a model's builder, for the page to show."""
-    return inspect.getsource(BUILDERS[name])
+    """The Python source of a model builder or of a layer helper it uses, for a page."""
+    function = globals().get(name)
+    if name.startswith("_") or not inspect.isfunction(function):
+        raise KeyError(f"no model builder or helper named {name!r} in {__name__}")
+    return inspect.getsource(function)

@@ -152,6 +152,12 @@ def show_code(*names: str) -> None:
     say("\n".join(f"```python\n{models.source(n).rstrip()}\n```" for n in names))
 
 
+def show_layers(run: Run) -> None:
+    """The trained model's layers as a table, with its own parameter totals."""
+    show_table(tables.layer_table(run.record), formats={"params": ",", "trainable": ","},
+               caption=tables.parameter_totals(run.record))
+
+
 def project_file(*parts: str) -> Path:
     """A path inside the project."""
     return config.from_environment().project_dir.joinpath(*parts)

@@ -118,3 +118,26 @@ def misclassified(record: Mapping[str, Any]) -> pd.DataFrame:
     """The test photos a model got wrong, most confident mistakes first."""
     df = predictions(record)
     return df[~df["correct"]].sort_values("probability", ascending=False).reset_index(drop=True)
+
+
+def layer_table(record: Mapping[str, Any]) -> pd.DataFrame:
+    """The model's layers as its Keras summary lists them: type, output shape, parameters,
+    trainable parameters (the totals are parameter_totals())."""
+    rows = [{"layer": r["name"], "type": r["type"] + (" (frozen)" if r["frozen"] else ""),
+             "output shape": "(" + ", ".join("None" if d is None else str(d)
+                                             for d in r["output_shape"]) + ")",
+             "params": r["params"], "trainable": r["trainable"]} for r in record["layers"]]
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def parameter_totals(record: Mapping[str, Any]) -> str:
+    """'Total params: N · trainable: N · non-trainable: N (of which frozen: N)', the model's
+    own weights, never the optimizer's."""
+    p = record["params"]
+    text = (f"Total params: {p['total']:,} · trainable: {p['trainable']:,} · "
+            f"non-trainable: {p['non_trainable']:,}")
+    frozen = p["frozen"]
+    bn = p["non_trainable"] - frozen
+    parts = ([f"{frozen:,} in frozen layers"] if frozen else []) + (
+        [f"{bn:,} BatchNorm moving statistics"] if bn else [])
+    return text + (f" ({', '.join(parts)})" if parts else "")

@@ -22,7 +22,7 @@ from .errors import CacheError
 
 log = logging.getLogger(__name__)
 
-TRAINING_FORMAT = 1  # bump when what fit() records or how it trains changes
+TRAINING_FORMAT = 2  # bump when what fit() records or how it trains changes
 ENV_RUNLOG = "CATDOG_RUNLOG"  # the build reads which runs each page used from here
 MODEL_FILE = "model.keras"
 RECORD_FILE = "record.json"
@@ -46,13 +46,6 @@ class Run:
         """The model's name."""
         return self.record["model"]
 
-    @property
-    def summary(self) -> str:
-        """The trained model's Keras summary (recorded at training; else from the model)."""
-        if "keras_summary" in self.record:
-            return self.record["keras_summary"]
-        return model_summary(self.load_model())
-
     def load_model(self) -> Any:
         """The trained model, loaded with safe_mode (no code runs from the cache)."""
         import keras
@@ -60,22 +53,33 @@ class Run:
         return keras.saving.load_model(self.folder / MODEL_FILE, safe_mode=True, compile=False)
 
 
-SUMMARY_WIDTH = 90
+def layer_rows(model: Any) -> list[dict[str, Any]]:
+    """One row per top-level layer: name, type, output shape, parameters, trainable ones."""
+    rows = []
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        shape = tuple(layer.output.shape)
+        rows.append({
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "output_shape": [None if d is None else int(d) for d in shape],
+            "params": int(layer.count_params()),
+            "trainable": int(sum(np.prod(w.shape) for w in layer.trainable_weights)),
+            "frozen": not layer.trainable,
+        })
+    return rows
 
 
-def model_summary(model: Any) -> str:
-    """Keras's model.summary() as plain text, SUMMARY_WIDTH columns wide."""
-    lines: list[str] = []
-    columns = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = str(SUMMARY_WIDTH)  # rich cuts its table at 80 columns otherwise
-    try:
-        model.summary(line_length=SUMMARY_WIDTH, print_fn=lambda text, **_: lines.append(text))
-    finally:
-        if columns is None:
-            os.environ.pop("COLUMNS", None)
-        else:
-            os.environ["COLUMNS"] = columns
-    return "\n".join(line.rstrip() for line in "\n".join(lines).splitlines()).rstrip()
+def parameter_counts(model: Any) -> dict[str, int]:
+    """The model's own parameters (never the optimizer's): total, trainable, non-trainable
+    (frozen layers plus BatchNorm's moving statistics) and frozen (layers set
+    trainable = False)."""
+    total = int(model.count_params())
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    frozen = sum(int(layer.count_params()) for layer in model.layers if not layer.trainable)
+    return {"total": total, "trainable": trainable, "non_trainable": total - trainable,
+            "frozen": frozen}
 
 
 def run_store(settings: Settings) -> Store:
@@ -238,11 +242,8 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
         "manifest": dataset.manifest,
         "data_source": dataset.source,
         "base_weights": parts["base_weights"],
-        "params": {
-            "total": int(model.count_params()),
-            "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-        },
-        "keras_summary": model_summary(model),
+        "params": parameter_counts(model),
+        "layers": layer_rows(model),
         "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()},
         "test": {"loss": float(test_loss), "accuracy": float(test_acc)},
         "predictions": {
