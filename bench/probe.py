@@ -26,7 +26,25 @@ import platform
 import time
 from typing import Any
 
-MODEL_NAMES = ("model_one", "model_two", "model_three", "model_four")
+
+def _study_models() -> tuple[str, ...]:
+    """The study's models, from study.yml through the package."""
+    from pathlib import Path
+
+    from catdog_report.config import Settings
+
+    return tuple(Settings(project_dir=Path(__file__).resolve().parent.parent).study.models)
+
+
+MODEL_NAMES = _study_models()
+
+
+def _settings(image_size: int) -> Any:
+    from pathlib import Path
+
+    from catdog_report.config import Settings
+
+    return Settings(project_dir=Path(__file__).resolve().parent.parent, image_size=image_size)
 
 
 def layer_flops(layer: Any) -> int:
@@ -130,7 +148,7 @@ def train_step_probe(variant: str, image_size: int, batch: int, repeats: int,
     from catdog_report import models
 
     keras.utils.set_random_seed(1)
-    model = models.build(name, image_size, None)
+    model = models.build(name, _settings(image_size), None)
     model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
                   jit_compile=cfg["jit_compile"])
     rng = np.random.default_rng(0)
@@ -168,11 +186,10 @@ def layer_probe(image_size: int, batch: int, repeats: int) -> list[dict[str, Any
                 "gflops": round(flop / seconds / 1e9, 1) if flop else None}
 
     s1, s2, s3 = image_size - 2, (image_size - 2) // 2, ((image_size - 2) // 2 - 2) // 2
-    return [
-        stage("conv 3->32 + ReLU", (image_size, image_size, 3),
-              [layers.Conv2D(32, 3, activation="relu")]),
-        stage("BatchNorm + max-pool (32 ch)", (s1, s1, 32),
-              [layers.BatchNormalization(), layers.MaxPooling2D()]),
+    return [  # the walkthrough's model one: pooling before BatchNorm and ReLU
+        stage("conv 3->32 (no activation)", (image_size, image_size, 3), [layers.Conv2D(32, 3)]),
+        stage("max-pool + BatchNorm + ReLU (32 ch)", (s1, s1, 32),
+              [layers.MaxPooling2D(), layers.BatchNormalization(), layers.Activation("relu")]),
         stage("conv 32->64 + ReLU", (s2, s2, 32), [layers.Conv2D(64, 3, activation="relu")]),
         stage("conv 64->64 + ReLU", (s3, s3, 64), [layers.Conv2D(64, 3, activation="relu")]),
     ]
@@ -202,7 +219,7 @@ def main() -> None:
     peak = matmul_peak(args.matmul_n, args.min_seconds, args.min_repeats)
     flops = {}
     for name in MODEL_NAMES:
-        model = models.build(name, args.image_size, None)  # weights do not change FLOPs
+        model = models.build(name, _settings(args.image_size), None)  # no weights: same FLOPs
         flops[name] = model_flops(model)
         del model
         keras.backend.clear_session()

@@ -15,13 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_images(root: Path, per_class: dict[str, int] | None = None, size: int = 48,
-                seed: int = 0) -> Path:
-    """A cats_and_dogs_filtered-shaped folder: cats are blue discs, dogs red squares."""
+                seed: int = 0, classes: tuple[str, str] = ("cats", "dogs")) -> Path:
+    """A cats_and_dogs_filtered-shaped folder: the first class are blue discs, the second
+    red squares (cats and dogs unless other class names are given)."""
     per_class = per_class or {"train": 12, "validation": 10}
     rng = np.random.default_rng(seed)
     number = 0
     for split, n in per_class.items():
-        for cls in ("cats", "dogs"):
+        for cls in classes:
             folder = root / split / cls
             folder.mkdir(parents=True, exist_ok=True)
             for _ in range(n):
@@ -30,7 +31,7 @@ def make_images(root: Path, per_class: dict[str, int] | None = None, size: int =
 
                 draw = ImageDraw.Draw(img)
                 a, b = sorted(rng.integers(4, size - 4, 2))
-                if cls == "cats":
+                if cls == classes[0]:
                     draw.ellipse([a, a, b + 4, b + 4], fill=(40, 60, 230))
                 else:
                     draw.rectangle([a, a, b + 4, b + 4], fill=(230, 50, 40))
@@ -48,8 +49,9 @@ def tiny_data(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, tiny_data: Path) -> Settings:
     """Quick-profile settings on the tiny data set with a private cache."""
-    return Settings(profile="quick", project_dir=tmp_path, data_dir=tiny_data,
-                    cache_dir=tmp_path / "cache", image_size=128, batch_size=8)
+    return Settings(profile="quick", project_dir=tmp_path, study_file=ROOT / "study.yml",
+                    data_dir=tiny_data, cache_dir=tmp_path / "cache", image_size=128,
+                    batch_size=8)
 
 
 @pytest.fixture
@@ -57,8 +59,10 @@ def project(tmp_path: Path) -> Path:
     """A copy of the project's content and mkdocs.yml in a tmp folder."""
     dest = tmp_path / "project"
     dest.mkdir()
-    shutil.copytree(ROOT / "content", dest / "content")
-    shutil.copy(ROOT / "mkdocs.yml", dest / "mkdocs.yml")
+    shutil.copytree(ROOT / "content", dest / "content",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("mkdocs.yml", "study.yml"):
+        shutil.copy(ROOT / name, dest / name)
     return dest
 
 
@@ -77,6 +81,6 @@ def mobilenet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's CATDOG_* variables or Keras cache."""
     for var in ("CATDOG_DATA_DIR", "CATDOG_WEIGHTS", "CATDOG_CACHE_DIR", "CATDOG_PROFILE",
-                "CATDOG_SETTINGS", "CATDOG_RUNLOG", "CATDOG_BUILD_MANIFEST"):
+                "CATDOG_SETTINGS", "CATDOG_BUILD_DIR", "CATDOG_JOBS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))

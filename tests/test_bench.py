@@ -20,8 +20,10 @@ def load(name: str) -> ModuleType:
     return module
 
 
-bench = load("bench")
+bench = load("bench")  # puts bench/ on sys.path for its own modules
 probe = load("probe")
+harness = load("harness")
+numbers = load("numbers_")
 
 LOG = """\
 data: x (local folder (--data-dir)); train 40, validation 16, test 4 images; 0 skipped
@@ -40,7 +42,7 @@ BENCH-MODULES {"tensorflow": false, "keras": false, "mkdocs": true}
 
 
 def test_parse_build_log():
-    parsed = bench.parse_build_log(LOG)
+    parsed = harness.parse_build_log(LOG)
     assert parsed["pages_executed"] == ["model-two", "model-three"]
     assert parsed["pages_cached"] == ["index"]
     assert parsed["models_trained"] == ["model_three"]
@@ -50,7 +52,7 @@ def test_parse_build_log():
 
 
 def test_parse_build_log_without_marker():
-    parsed = bench.parse_build_log("catdog-report: error: something\n")
+    parsed = harness.parse_build_log("catdog-report: error: something\n")
     assert parsed["pages_executed"] == [] and parsed["build_process_modules"] is None
 
 
@@ -58,7 +60,7 @@ def test_edit_prose_changes_one_prose_sentence(tmp_path):
     page = tmp_path / "model-two.md"
     shutil.copy(ROOT / "content" / "model-two.md", page)
     before = page.read_text()
-    bench.edit_prose(page)
+    harness.edit_prose(page)
     after = page.read_text()
     assert after != before
     code = [b for b in before.split("```")[1::2]]
@@ -68,7 +70,7 @@ def test_edit_prose_changes_one_prose_sentence(tmp_path):
 def test_edit_prose_fallback_skips_front_matter_and_code(tmp_path):
     page = tmp_path / "p.md"
     page.write_text("---\njupyter: {}\n---\n\n# Title\n\n```python\nx = 1\n```\n\nSome prose.\n")
-    bench.edit_prose(page)
+    harness.edit_prose(page)
     text = page.read_text()
     assert "Some prose. The benchmark edited this paragraph." in text
     assert "x = 1\n" in text and text.startswith("---\njupyter: {}\n---\n")
@@ -78,18 +80,18 @@ def test_throughput_counts_train_at_step_cost_and_validation_forward():
     flops = {"train_step": 3e9, "forward": 1e9}
     rec = {"images": {"train": 10, "validation": 4, "test": 1}}
     # 2 epochs * (10 * 3 + 4 * 1) GFLOP / 17 s = 4 GFLOP/s
-    assert bench.throughput(flops, rec, 17.0, 2) == pytest.approx(4.0)
+    assert numbers.throughput(flops, rec, 17.0, 2) == pytest.approx(4.0)
 
 
 def test_pages_text():
-    assert bench.pages_text([], 8) == "none"
-    assert bench.pages_text(["a", "b"], 2) == "all 2"
-    assert bench.pages_text(["model-two"], 8) == "model-two"
+    assert numbers.pages_text([], 8) == "none"
+    assert numbers.pages_text(["a", "b"], 2) == "all 2"
+    assert numbers.pages_text(["model-two"], 8) == "model-two"
 
 
 def test_fresh_project_copies_content_and_config(tmp_path):
-    project = bench.fresh_project(tmp_path / "p")
-    assert (project / "mkdocs.yml").is_file()
+    project = harness.fresh_project(tmp_path / "p")
+    assert (project / "mkdocs.yml").is_file() and (project / "study.yml").is_file()
     assert (project / "content" / "model-two.md").is_file()
     assert not (project / "site").exists()
 
@@ -97,8 +99,9 @@ def test_fresh_project_copies_content_and_config(tmp_path):
 @pytest.mark.slow
 def test_model_one_flops_match_hand_count():
     from catdog_report import models
+    from catdog_report.config import Settings
 
-    f = probe.model_flops(models.build("model_one", 160))
+    f = probe.model_flops(models.build("model_one", Settings(project_dir=ROOT)))
     conv = (2 * 158 * 158 * 3 * 3 * 3 * 32 + 2 * 77 * 77 * 3 * 3 * 32 * 64
             + 2 * 36 * 36 * 3 * 3 * 64 * 64)
     dense = 2 * 18 * 18 * 64 * 128 + 2 * 128 * 2
@@ -109,8 +112,9 @@ def test_model_one_flops_match_hand_count():
 @pytest.mark.slow
 def test_model_four_base_counts_as_frozen():
     from catdog_report import models
+    from catdog_report.config import Settings
 
-    f = probe.model_flops(models.build("model_four", 160, None))
+    f = probe.model_flops(models.build("model_four", Settings(project_dir=ROOT), None))
     assert f["forward_frozen"] > 5 * f["forward_trainable"] > 0
     assert f["train_step"] == 3 * f["forward_trainable"] + f["forward_frozen"]
     assert any(layer["layer"].startswith("mobilenetv2") and layer["frozen"]

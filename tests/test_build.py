@@ -69,9 +69,15 @@ def test_whole_build_then_warm_rebuild_then_failing_page(
     assert comparison.count("<tr>") >= 6  # header, four models, baseline
     assert (out / "model-one" / "notebooks" / "model-one.ipynb").is_file() or (
         out / "notebooks" / "model-one.ipynb").is_file()
-    trained = [r for p in result.pages for r in p.runs if not r["cached"]]
-    assert sorted(r["model"] for r in trained) == ["model_four", "model_one", "model_three",
-                                                   "model_two"]
+    assert {m: r["trained"] for m, r in result.runs.items()} == {
+        "model_one": True, "model_two": True, "model_three": True, "model_four": True}
+    runs_json = json.loads((tiny_settings.build_dir / "runs.json").read_text())["runs"]
+    assert {m: r["key"] for m, r in runs_json.items()} == {
+        m: r["key"] for m, r in result.runs.items()}
+    for name in ("test", "comparison"):  # pages that read every run stamp every run
+        stamp_text = (out / name / "index.html").read_text().split("Reproducibility stamp")[1]
+        for title in ("Model one", "Model two", "Model three", "Model four"):
+            assert f"{title}</strong> (run <code>" in stamp_text, (name, title)
     assert "model_one epoch 1/1" in caplog.text  # per-epoch progress reached the build log
     order = [r.getMessage() for r in caplog.records]
     first_done = next(i for i, m in enumerate(order) if ": executed in" in m)
@@ -135,11 +141,10 @@ def test_one_model_changed_retrains_it_alone(tiny_settings: Settings) -> None:
                                   epochs=dict(tiny_settings.epochs, model_three=2))
     result = build(changed)
     executed = {p.name for p in result.pages if not p.cached}
-    trained = [r["model"] for p in result.pages if not p.cached for r in p.runs
-               if not r["cached"]]
-    assert trained == ["model_three"]
-    assert {"model-three", "test", "comparison"} <= executed
-    assert not executed & {"model-one", "model-two", "model-four"}
+    trained = [m for m, r in result.runs.items() if r["trained"]]
+    assert trained == ["model_three"]  # the other runs are cache hits
+    # every page's inputs hold the study's epochs (the index lists them all): all re-execute
+    assert executed == set(PAGES)
 
 
 def test_a_failing_model_becomes_one_clear_error(tiny_settings: Settings,
@@ -156,7 +161,10 @@ def test_a_failing_model_becomes_one_clear_error(tiny_settings: Settings,
     dataset = data.scan(tiny_settings, tiny_settings.data_dir)
     with pytest.raises(TrainingError, match=r"training model_four failed: Exception: URL "
                        r"fetch failure.*pass --weights PATH or set CATDOG_WEIGHTS"):
-        build_module.gather_runs(tiny_settings, dataset, ["model_four"], None)
+        plan = build_module.Plan(["model_four"], [])
+        build_module.train_runs(tiny_settings, dataset, plan, None,
+                                build_module.RunBook(tiny_settings), print,
+                                __import__("threading").Event())
     with pytest.raises(TrainingError, match="training model_one failed") as info:
         build(tiny_settings)
     assert "--weights" not in str(info.value)

@@ -2,16 +2,18 @@ from pathlib import Path
 
 import pytest
 
-from catdog_report.config import PROFILES, Settings, from_environment
+from catdog_report.config import Settings, from_environment
 from catdog_report.errors import ConfigError
 
 
-def test_profiles_have_the_walkthrough_epochs() -> None:
-    assert dict(PROFILES["full"].epochs) == {"model_one": 20, "model_two": 30,
-                                             "model_three": 20, "model_four": 10}
-    assert PROFILES["full"].train_per_class is None
-    assert all(1 <= e <= 2 for e in PROFILES["quick"].epochs.values())
-    assert PROFILES["demo"].synthetic and not PROFILES["quick"].synthetic
+def test_the_study_declares_the_walkthrough_epochs() -> None:
+    s = Settings()  # the project's own study.yml
+    assert {m: s.epochs_for(m) for m in s.study.models} == {
+        "model_one": 20, "model_two": 30, "model_three": 20, "model_four": 10}
+    assert s.profile_spec.train_per_class is None
+    quick = Settings(profile="quick")
+    assert all(1 <= quick.epochs_for(m) <= 2 for m in quick.study.models)
+    assert Settings(profile="demo").profile_spec.synthetic and not quick.profile_spec.synthetic
 
 
 def test_unknown_profile_suggests_the_closest() -> None:
@@ -33,6 +35,11 @@ def test_epochs_must_be_positive_integers(epochs: object) -> None:
 def test_unknown_model_name_in_epochs() -> None:
     with pytest.raises(ConfigError, match="did you mean 'model_two'"):
         Settings(epochs={"model_too": 3})
+
+
+def test_a_project_without_study_yml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no study declaration at .*study.yml.*Add a model"):
+        Settings(project_dir=tmp_path)
 
 
 def test_image_size_too_small() -> None:

@@ -8,7 +8,9 @@ from PIL import Image
 from catdog_report import data
 from catdog_report.config import Settings
 from catdog_report.errors import DataError
-from conftest import make_images
+from conftest import ROOT, make_images
+
+SPEC = Settings(project_dir=ROOT).study.data  # the project's data set: cats and dogs
 
 
 def test_lookup_order_argument_then_env_then_keras_cache(
@@ -16,14 +18,14 @@ def test_lookup_order_argument_then_env_then_keras_cache(
     other = make_images(tmp_path / "other")
     cached = make_images(tmp_path / "keras-home" / "datasets" / "cats_and_dogs_filtered")
     monkeypatch.setenv("CATDOG_DATA_DIR", str(other))
-    assert data.locate(tiny_data, download=False) == (tiny_data, "local folder (--data-dir)")
-    assert data.locate(None, download=False) == (other, "local folder (CATDOG_DATA_DIR)")
+    assert data.locate(tiny_data, SPEC, download=False) == (tiny_data, "local folder (--data-dir)")
+    assert data.locate(None, SPEC, download=False) == (other, "local folder (CATDOG_DATA_DIR)")
     monkeypatch.delenv("CATDOG_DATA_DIR")
-    assert data.locate(None, download=False) == (cached, "Keras cache")
+    assert data.locate(None, SPEC, download=False) == (cached, "Keras cache")
 
 
 def test_parent_folder_of_the_data_set_is_accepted(tiny_data: Path) -> None:
-    assert data.locate(tiny_data.parent, download=False)[0] == tiny_data
+    assert data.locate(tiny_data.parent, SPEC, download=False)[0] == tiny_data
 
 
 def test_download_is_last_and_failure_names_what_was_tried(
@@ -38,10 +40,10 @@ def test_download_is_last_and_failure_names_what_was_tried(
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(DataError) as err:
-        data.locate(None)
-    assert calls and calls[0]["origin"] == data.URL
+        data.locate(None, SPEC)
+    assert calls and calls[0]["origin"] == SPEC.url
     message = str(err.value)
-    assert "keras-home" in message and data.URL in message and "CATDOG_DATA_DIR" in message
+    assert "keras-home" in message and str(SPEC.url) in message and "CATDOG_DATA_DIR" in message
 
 
 def test_download_result_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -50,13 +52,13 @@ def test_download_result_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     extracted = tmp_path / "dl" / "cats_and_dogs_filtered.zip"
     make_images(extracted / "cats_and_dogs_filtered")
     monkeypatch.setattr(keras.utils, "get_file", lambda **kw: str(extracted))
-    root, source = data.locate(None)
+    root, source = data.locate(None, SPEC)
     assert root == extracted / "cats_and_dogs_filtered" and source.startswith("downloaded")
 
 
 def test_missing_data_dir_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist.*--data-dir"):
-        data.locate(tmp_path / "nope")
+        data.locate(tmp_path / "nope", SPEC)
 
 
 def test_splits_are_disjoint_deterministic_and_sized(settings: Settings) -> None:
@@ -87,7 +89,9 @@ def test_manifest_changes_when_an_image_changes(settings: Settings) -> None:
 
 @pytest.mark.parametrize("breakage, message", [
     ("no_train", "train is missing"),
-    ("one_class", "a classifier needs two"),
+    ("one_class", r"does not fit the study: no folder for the class\(es\) dogs"),
+    ("third_class", r"does not fit the study: extra class folder\(s\) .*train/birds, "
+                    r".*validation/birds\. The study declares the classes \['cats', 'dogs'\]"),
     ("empty_class", "is empty"),
     ("renamed_class", "class folders differ"),
     ("not_a_folder", "is not a folder"),
@@ -102,6 +106,10 @@ def test_bad_layouts_fail_clearly(tiny_data: Path, tmp_path: Path, breakage: str
     elif breakage == "one_class":
         for split in ("train", "validation"):
             shutil.rmtree(root / split / "dogs")
+    elif breakage == "third_class":
+        make_images(tmp_path / "birds")
+        for split in ("train", "validation"):
+            (tmp_path / "birds" / split / "cats").rename(root / split / "birds")
     elif breakage == "empty_class":
         for p in (root / "train" / "dogs").iterdir():
             p.unlink()
@@ -111,7 +119,7 @@ def test_bad_layouts_fail_clearly(tiny_data: Path, tmp_path: Path, breakage: str
         root = tmp_path / "file.txt"
         root.write_text("not a folder")
     with pytest.raises(DataError, match=message):
-        data.list_classes(root)
+        data.list_classes(root, SPEC)
 
 
 def test_bad_files_are_skipped_and_reported(settings: Settings) -> None:

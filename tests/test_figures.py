@@ -11,11 +11,13 @@ HISTORY = {"accuracy": [0.5, 0.7, 0.9], "val_accuracy": [0.5, 0.6, 0.62],
 def test_grid_puts_dogs_on_top_and_cats_below() -> None:
     labels = [0, 1, 0, 1, 0, 1, 1, 0]  # 0 cats, 1 dogs
     images = np.zeros((8, 16, 16, 3), dtype=np.uint8)
-    fig = figures.plot_grid(images, labels, ("cats", "dogs"))
+    fig = figures.plot_grid(images, labels, ("cats", "dogs"), ("dogs", "cats"))
     assert isinstance(fig, Figure) and len(fig.axes) == 6
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["dogs"] * 3 + ["cats"] * 3
-    assert "dogs on the top row" in figures.alt_text(fig)
+    assert "3 dogs on the top row; 3 cats on the second row" in figures.alt_text(fig)
+    other = figures.plot_grid(images, labels, ("cats", "dogs"))  # default: the classes' order
+    assert [ax.get_title() for ax in other.axes] == ["cats"] * 3 + ["dogs"] * 3
 
 
 def test_history_plot_has_accuracy_and_loss() -> None:

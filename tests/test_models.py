@@ -1,119 +1,18 @@
+"""Building a study's model through its declared builder, and showing the study's code."""
+
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from catdog_report import models
-from catdog_report.errors import WeightsError
-
-# The walkthrough's layer stacks (../shared/seed/), in order, and their parameter counts under
-# Keras 3: (total, trainable, frozen). Non-trainable beyond "frozen" are BatchNorm's moving
-# statistics (2 per channel).
-BLOCK = ["Conv2D", "MaxPooling2D", "BatchNormalization", "Activation"]
-HEAD = ["Flatten", "Dense", "Dropout", "Dense"]
-AUGMENT = ["RandomFlip", "RandomRotation"]
-LAYERS = {
-    "model_one": BLOCK + ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D"] + HEAD,
-    "model_two": AUGMENT + BLOCK * 3 + HEAD,
-    "model_three": ["Rescaling"] + AUGMENT + BLOCK * 3 + HEAD,
-    "model_four": ["Rescaling", "RandomFlip", "Functional", "RandomRotation"] + BLOCK * 2 + HEAD,
-}
-COUNTS = {
-    "model_one": (2_711_042, 2_710_978, 0),
-    "model_two": (2_711_554, 2_711_234, 0),
-    "model_three": (2_711_554, 2_711_234, 0),
-    "model_four": (2_647_682, 389_506, 2_257_984),
-}
-
-
-def _types(model: object) -> list[str]:
-    return [type(layer).__name__ for layer in model.layers  # type: ignore[attr-defined]
-            if type(layer).__name__ != "InputLayer"]
-
-
-def _counts(model: object) -> tuple[int, int, int]:
-    from catdog_report.training import parameter_counts
-
-    p = parameter_counts(model)
-    return p["total"], p["trainable"], p["frozen"]
-
-
-def _build(name: str) -> object:
-    return models.build(name, 160, weights=None)
-
-
-def test_model_one_is_the_walkthroughs() -> None:
-    model = _build("model_one")
-    assert _types(model) == LAYERS["model_one"]
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-    assert [c.filters for c in convs] == [32, 64, 64]
-    assert [c.activation.__name__ for c in convs] == ["linear", "relu", "relu"]
-    assert _counts(model) == COUNTS["model_one"]
-
-
-def test_model_two_is_the_walkthroughs() -> None:
-    model = _build("model_two")
-    assert _types(model) == LAYERS["model_two"]
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-    assert [(c.filters, c.activation.__name__, c.padding) for c in convs] == [
-        (32, "linear", "valid"), (64, "linear", "valid"), (64, "linear", "valid")]
-    flip, rotate = model.layers[:2]
-    assert (flip.mode, flip.seed, rotate.factor, rotate.seed) == (
-        "horizontal_and_vertical", 0, (-0.2, 0.2), 0)
-    assert _counts(model) == COUNTS["model_two"]
-
-
-def test_model_three_is_the_walkthroughs() -> None:
-    model = _build("model_three")
-    assert _types(model) == LAYERS["model_three"]
-    assert _types(model)[1:] == _types(_build("model_two"))  # preprocess first, then model two
-    assert _counts(model) == COUNTS["model_three"]
-
-
-def test_model_four_is_the_walkthroughs() -> None:
-    model = _build("model_four")
-    assert _types(model) == LAYERS["model_four"]
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-    assert [(c.filters, c.padding) for c in convs] == [(32, "same"), (64, "same")]
-    dense = [layer.units for layer in model.layers if type(layer).__name__ == "Dense"]
-    assert dense == [32, 2]
-    assert _counts(model) == COUNTS["model_four"]
-
-
-@pytest.mark.parametrize("name", list(COUNTS))
-def test_every_model_has_two_logits(name: str) -> None:
-    assert _build(name).output_shape == (None, 2)
-
-
-def test_model_three_scaling_equals_preprocess_input() -> None:
-    import keras
-
-    x = np.random.default_rng(0).uniform(0, 255, (2, 160, 160, 3)).astype("float32")
-    rescale = models.model_three().layers[0]
-    assert isinstance(rescale, keras.layers.Rescaling)
-    expected = keras.applications.mobilenet_v2.preprocess_input(x.copy())
-    np.testing.assert_allclose(np.asarray(rescale(x)), expected, atol=1e-6)
-
-
-def test_model_four_base_is_frozen_and_called_in_inference_mode() -> None:
-    model = models.model_four(160, None)
-    base = next(layer for layer in model.layers if layer.name.startswith("mobilenetv2"))
-    assert not base.trainable and base.count_params() == 2_257_984
-    config = model.get_config()
-    node = next(layer for layer in config["layers"] if layer["name"] == base.name)
-    assert node["inbound_nodes"][0]["kwargs"].get("training") is False
+from catdog_report.config import Settings
+from catdog_report.errors import TrainingError, WeightsError
+from test_study import write_study
 
 
 def test_missing_weights_file(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="does not exist.*CATDOG_WEIGHTS"):
-        models.model_four(160, tmp_path / "missing.h5")
-
-
-def test_weights_file_that_is_not_hdf5(tmp_path: Path) -> None:
-    bad = tmp_path / "weights.h5"
-    bad.write_text("<html>404 not found</html>")
-    with pytest.raises(WeightsError, match="not an HDF5"):
-        models.model_four(160, bad)
+    with pytest.raises(WeightsError, match=r"could not be loaded by content/models.py:model_four"):
+        models.build("model_four", Settings(image_size=160), tmp_path / "missing.h5")
 
 
 def test_weights_for_another_architecture(tmp_path: Path) -> None:
@@ -122,35 +21,30 @@ def test_weights_for_another_architecture(tmp_path: Path) -> None:
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     path = tmp_path / "other.weights.h5"
     other.save_weights(path)
-    with pytest.raises(WeightsError, match="do not fit MobileNetV2"):
-        models.model_four(160, path)
+    with pytest.raises(WeightsError, match=r"mobilenet_v2 weights .* could not be loaded"):
+        models.build("model_four", Settings(), path)
 
 
-def test_weights_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from catdog_report.config import Settings
-
-    h5 = tmp_path / "w.h5"
-    h5.write_bytes(models.HDF5_MAGIC + b"\0" * 8)
-    env = tmp_path / "env.h5"
-    env.write_bytes(models.HDF5_MAGIC)
-    monkeypatch.setenv("CATDOG_WEIGHTS", str(env))
-    assert models.resolve_weights(Settings(weights=h5))[0] == str(h5)
-    assert models.resolve_weights(Settings())[0] == str(env)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CATDOG_WEIGHTS", "env.h5")  # relative: made absolute for the kernels
-    assert models.resolve_weights(Settings())[0] == str(env)
-    monkeypatch.delenv("CATDOG_WEIGHTS")
-    assert models.resolve_weights(Settings())[0] == "imagenet"
-    assert models.resolve_weights(Settings(profile="demo")) == (
-        None, "no ImageNet weights (offline demo): model four's base is untrained")
-    cache = tmp_path / "keras-home" / "models" / models.WEIGHTS_FILE
-    cache.parent.mkdir(parents=True)
-    cache.write_bytes(models.HDF5_MAGIC)
-    assert models.resolve_weights(Settings(profile="demo"))[1].endswith("Keras's cache")
+def test_a_builder_gets_only_what_it_names(tmp_path: Path) -> None:
+    settings = Settings(project_dir=tmp_path, study_file=write_study(tmp_path), image_size=40)
+    model = models.build("small", settings)
+    assert model.input_shape == (None, 40, 40, 3) and model.output_shape == (None, 2)
+    assert models.build("tuned", settings, parent=model) is model  # parent= is passed
 
 
-def test_source_is_shown() -> None:
-    assert "layers.Conv2D(32, (3, 3))," in models.source("model_one")
-    assert "MaxPooling2D" in models.source("conv_block")
-    with pytest.raises(KeyError, match="no model builder"):
-        models.source("os")
+def test_a_builder_that_returns_no_compiled_model(tmp_path: Path) -> None:
+    settings = Settings(project_dir=tmp_path, study_file=write_study(tmp_path), image_size=40)
+    (tmp_path / "builders.py").write_text(
+        (tmp_path / "builders.py").read_text().replace(
+            '    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",\n'
+            '                  metrics=["accuracy"])\n', ""))
+    with pytest.raises(TrainingError, match=r"must return a compiled Keras model"):
+        models.build("small", settings)
+
+
+def test_source_is_read_from_the_study_code() -> None:
+    text = models.source(Settings(), "conv_block", "model_one")
+    assert text.startswith("def conv_block(filters, padding=\"valid\"):")
+    assert "layers.Conv2D(32, (3, 3))," in text and "def model_one(image_size):" in text
+    with pytest.raises(Exception, match=r"no function 'os'"):
+        models.source(Settings(), "os")

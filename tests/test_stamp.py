@@ -1,34 +1,41 @@
 from catdog_report import stamp
+from catdog_report.config import Settings
 from catdog_report.pages import Page
+from conftest import ROOT
 
-RUNS = [{"model": "model_one", "key": "abcdef1234567890", "cached": True,
-         "trained_at": "2026-11-28T19:00:00+00:00", "train_seconds": 412.3, "gpus": []},
-        {"model": "model_four", "key": "0123456789abcdef", "cached": False,
-         "trained_at": "2026-11-28T19:10:00+00:00", "train_seconds": 95.0,
-         "gpus": ["/physical_device:GPU:0"]}]
+RUNS = [{"model": "model_one", "title": "Model one", "key": "abcdef1234567890",
+         "trained": False, "epochs": 20, "seed": 0, "trained_at": "2026-11-28T19:00:00+00:00",
+         "train_seconds": 412.3, "gpus": []},
+        {"model": "model_four", "title": "Model four", "key": "0123456789abcdef",
+         "trained": True, "epochs": 10, "seed": 0, "trained_at": "2026-11-28T19:10:00+00:00",
+         "train_seconds": 95.0, "gpus": ["/physical_device:GPU:0"]}]
 
 
 def test_stamp_has_every_field() -> None:
-    page = Page("model-one", "Model one", "", {}, "", RUNS, 12.5, "2026-11-28 19:20:00 UTC")
+    page = Page("model-one", "Model one", "", {}, "", 12.5, "2026-11-28 19:20:00 UTC")
     state = {"commit": "1234567890ab (dirty)", "versions": stamp.package_versions(),
-             "manifest": "f" * 64, "seed": 1337, "profile": "quick", "cpu": stamp.cpu_model()}
+             "manifest": "f" * 64, "seed": 0, "profile": "quick", "cpu": stamp.cpu_model()}
     text = stamp.stamp(page, state, RUNS)
     assert text.startswith('??? note "Reproducibility stamp"')
     for needle in ("1234567890ab (dirty)", "Python", "TensorFlow", "Keras", "NumPy",
-                   "f" * 16, "seed** 1337", "`quick`", "cores", "GPU: /physical_device:GPU:0",
-                   "model_one** (run `abcdef123456`): loaded from the run cache",
-                   "model_four** (run `0123456789ab`): trained by this build",
+                   "f" * 16, "seed** 0", "`quick`", "cores", "GPU: /physical_device:GPU:0",
+                   "Model one** (run `abcdef123456`, 20 epochs, seed 0): loaded from the run "
+                   "cache", "Model four** (run `0123456789ab`, 10 epochs, seed 0): trained by "
+                   "this build",
                    "2026-11-28T19:10:00+00:00 in 95 s", "2026-11-28 19:20:00 UTC in 12.5 s"):
         assert needle in text, needle
     assert all(line.startswith("    ") for line in text.splitlines()[1:])
 
 
 def test_banner_never_passes_synthetic_data_off_as_real() -> None:
-    fake = stamp.banner("generated", True, "no ImageNet weights: base is untrained", "demo",
-                        "offline")
+    s = Settings(project_dir=ROOT)
+    demo, full = s.study.profile("demo"), s.study.profile("full")
+    fake = stamp.banner(s.study, "generated", demo, "no ImageNet weights: base is untrained")
     assert fake.startswith("!!! warning") and "synthetic" in fake and "not the real study" in fake
-    real = stamp.banner("local folder", False, "ImageNet weights from a file", "full", "all")
-    assert real.startswith("!!! info") and "real" in real and "synthetic" not in real
+    assert "drawings** of cats and dogs" in fake
+    real = stamp.banner(s.study, "local folder", full, "ImageNet weights from a file")
+    assert real.startswith("!!! info") and "real `cats_and_dogs_filtered` photos" in real
+    assert "synthetic" not in real and "Model four's base: ImageNet weights from a file" in real
 
 
 def test_git_state(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -36,7 +36,8 @@ def test_comparison_table_from_known_records() -> None:
         record("model_four", [0.9, 0.97, 0.98], [0.9, 0.95, 0.97], 0.985, params=3_034_914,
                seconds=300),
     ]
-    df = tables.comparison_table(recs, baseline=0.5)
+    df = tables.comparison_table(recs, baseline=0.5,
+                                 titles={"model_one": "Model one", "model_four": "Model four"})
     assert list(df.index) == ["Model four", "Model one", "Baseline (majority class)"]
     one = df.loc["Model one"]
     assert one["best val acc"] == 0.65 and one["final val acc"] == 0.64

@@ -18,7 +18,7 @@ def small(settings: Settings) -> Settings:
 
 def _key(name: str, s: Settings, weights: object = None, **overrides: object) -> str:
     ds = data.scan(s, s.data_dir)
-    model = models.build(name, s.image_size, weights)  # type: ignore[arg-type]
+    model = models.build(name, s, weights)  # type: ignore[arg-type]
     return digest(training.key_parts(model, name, s, ds, weights) | overrides)  # type: ignore[arg-type]
 
 
@@ -52,7 +52,7 @@ def test_optimizer_config_is_in_the_key(small: Settings) -> None:
     import keras
 
     ds = data.scan(small, small.data_dir)
-    model = models.model_one(100)
+    model = models.build("model_one", small)
     a = training.key_parts(model, "model_one", small, ds, None)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=model.loss)
     b = training.key_parts(model, "model_one", small, ds, None)
@@ -60,12 +60,9 @@ def test_optimizer_config_is_in_the_key(small: Settings) -> None:
 
 
 def test_fit_miss_then_hit_then_one_model_retrains(small: Settings,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path) -> None:  # type: ignore[no-untyped-def]
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     ds = data.scan(small, small.data_dir)
     arrays = data.arrays(ds, small)
-    runlog = tmp_path / "runs.jsonl"
-    monkeypatch.setenv("CATDOG_RUNLOG", str(runlog))
     first = training.fit("model_one", small, ds, arrays)
     assert not first.cached and len(first.history["val_accuracy"]) == 1
     assert set(first.record["test"]) == {"loss", "accuracy"}
@@ -82,8 +79,6 @@ def test_fit_miss_then_hit_then_one_model_retrains(small: Settings,
     retrained = training.fit("model_one", dataclasses.replace(small, epochs={"model_one": 2}),
                              ds, arrays)
     assert not retrained.cached and calls == ["model_one"]
-    lines = [json.loads(line) for line in runlog.read_text().splitlines()]
-    assert [line["cached"] for line in lines] == [False, True, True, False]
 
 
 def test_entry_is_data_not_code_and_loads_in_safe_mode(small: Settings) -> None:
@@ -170,26 +165,29 @@ def test_memo_finds_the_run_without_fit_and_changes_with_the_inputs(
         decoded.append(1)
         return data.arrays(ds, small)
 
+    assert training.known_runs(small, ds, None) == {}
     first = training.find_or_fit("model_one", small, ds, arrays)
     assert first["trained"] and decoded == [1]
     assert first["key"] == _key("model_one", small)  # the memo names the real run key
+    known = training.known_runs(small, ds, None)
+    assert known == {"model_one": first["key"]}  # found without TensorFlow
 
     monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("fit() was called"))
-    again = training.find_or_fit("model_one", small, ds, arrays)
-    assert again == {"key": first["key"], "trained": False} and decoded == [1]
+    again = training.find_or_fit("model_one", small, ds, arrays, known=known["model_one"])
+    assert again | {"trained_at": 0} == first | {"trained": False, "trained_at": 0}
+    assert decoded == [1]
 
-    other = dataclasses.replace(small, epochs={"model_one": 2})
-    assert (training.memo_key("model_one", other, ds, None)
-            != training.memo_key("model_one", small, ds, None))
-    with pytest.raises(pytest.fail.Exception, match="fit"):  # a changed input misses the memo
-        training.find_or_fit("model_one", other, ds, arrays)
+    other = dataclasses.replace(small, epochs={**small.epochs, "model_one": 2})
+    memo = training.memo_keys(other, ds, None)
+    assert memo["model_one"] != training.memo_keys(small, ds, None)["model_one"]
+    assert memo["model_two"] == training.memo_keys(small, ds, None)["model_two"]
+    assert training.known_runs(other, ds, None) == {}  # a changed input misses the memo
 
     for entry in (small.cache_root / "runs" / "entries").iterdir():  # entry gone: memo unused
         import shutil
 
         shutil.rmtree(entry)
-    with pytest.raises(pytest.fail.Exception, match="fit"):
-        training.find_or_fit("model_one", small, ds, arrays)
+    assert training.known_runs(small, ds, None) == {}
 
 
 GIVEN = """
@@ -212,9 +210,11 @@ def test_a_page_loads_a_given_run_without_tensorflow(small: Settings, tmp_path) 
 
     ds = data.scan(small, small.data_dir)
     run = training.fit("model_one", small, ds, data.arrays(ds, small))
-    env = dict(os.environ, CATDOG_SETTINGS=small.to_json(),
-               CATDOG_RUNS=json.dumps({"model_one": {"key": run.record["key"],
-                                                     "trained": True}}))
+    build_dir = tmp_path / "build"
+    data.write_dataset(build_dir / "dataset.json", ds)
+    (build_dir / "runs.json").write_text(json.dumps({"runs": {"model_one": training.run_entry(
+        run, trained=True)}}))
+    env = dict(os.environ, CATDOG_SETTINGS=small.to_json(), CATDOG_BUILD_DIR=str(build_dir))
     out = subprocess.run([sys.executable, "-c", GIVEN], env=env, capture_output=True,
                          text=True, timeout=120, check=True)
     seen = json.loads(out.stdout.strip().splitlines()[-1])
@@ -230,3 +230,29 @@ def test_a_page_loads_a_given_run_without_tensorflow(small: Settings, tmp_path) 
     assert seen["totals"].endswith("non-trainable: 64 (64 BatchNorm moving statistics)")
     assert not seen["tf"] and not seen["keras"]
     assert "model_one: trained by this build" in out.stderr
+
+
+def test_a_model_that_starts_from_another(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import make_images
+    from test_study import write_study
+
+    shapes = make_images(tmp_path / "shapes", classes=("circles", "squares"))
+    s = Settings(profile="quick", project_dir=tmp_path, study_file=write_study(tmp_path),
+                 data_dir=shapes, cache_dir=tmp_path / "cache", image_size=32, batch_size=8)
+    ds = data.scan(s, s.data_dir)
+    arrays = data.arrays(ds, s)
+    child = training.fit("tuned", s, ds, arrays)  # fits its parent first
+    parent = training.fit("small", s, ds, arrays)
+    assert parent.cached and child.record["parent"] == parent.key
+    # the child continued from the parent's trained weights, not from a fresh model
+    trained = [w for w in parent.load_model().get_weights()]
+    started = training.load_parent(s, "small", parent.key).get_weights()
+    assert all((a == b).all() for a, b in zip(trained, started, strict=True))
+    more = dataclasses.replace(s, epochs={"small": 2})  # the parent changes: both retrain
+    assert not training.fit("tuned", more, ds, arrays).cached
+    assert training.fit("small", more, ds, arrays).cached
+    keys = training.memo_keys(more, ds, None)
+    assert keys["tuned"] != training.memo_keys(s, ds, None)["tuned"]
+    alone = dataclasses.replace(s, epochs={"tuned": 2})  # the child alone changes
+    assert training.fit("small", alone, ds, arrays).cached
+    assert not training.fit("tuned", alone, ds, arrays).cached

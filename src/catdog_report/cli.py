@@ -14,20 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import MODEL_NAMES, PROFILES, STRATEGIES, Settings, suggest
+from .config import STRATEGIES, Settings
 from .errors import CatdogError, ConfigError
 
 log = logging.getLogger("catdog_report")
 
 
 def _epochs(values: Sequence[str]) -> dict[str, int]:
+    """NAME=N pairs; the names are checked against the study by Settings."""
     out = {}
     for item in values:
-        name, _, number = item.partition("=")
-        if name not in MODEL_NAMES:
-            hint = suggest(name, MODEL_NAMES)
-            raise ConfigError(f"--epochs {item!r}: unknown model {name!r}{hint}"
-                              f"; use MODEL=N with MODEL one of {', '.join(MODEL_NAMES)}")
+        name, sep, number = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--epochs {item!r}: expected MODEL=N, e.g. --epochs "
+                              "<a model of study.yml>=3")
         try:
             out[name] = int(number)
         except ValueError:
@@ -42,16 +42,16 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="execute the pages and publish site/")
     b.add_argument("--profile", default=os.environ.get("CATDOG_PROFILE", "full"),
-                   help=f"one of {', '.join(PROFILES)} (default full, or CATDOG_PROFILE)")
-    b.add_argument("--data-dir", type=Path, help="local cats_and_dogs_filtered folder "
-                   "(else CATDOG_DATA_DIR, Keras's cache, then the public URL)")
-    b.add_argument("--weights", type=Path, help="local MobileNetV2 no-top .h5 "
+                   help="a profile of study.yml (default full, or CATDOG_PROFILE)")
+    b.add_argument("--data-dir", type=Path, help="local copy of the study's data set "
+                   "(else CATDOG_DATA_DIR, Keras's cache, then the study's URL)")
+    b.add_argument("--weights", type=Path, help="local no-top .h5 of the base a model declares "
                    "(else CATDOG_WEIGHTS, then Keras's imagenet weights)")
     b.add_argument("--cache-dir", type=Path, default=os.environ.get("CATDOG_CACHE_DIR"),
                    help="run and page caches (default .cache/, or CATDOG_CACHE_DIR)")
     b.add_argument("--project", type=Path, default=Path.cwd(), help="project folder")
     b.add_argument("--epochs", nargs="*", default=[], metavar="MODEL=N",
-                   help="override a model's epochs, e.g. model_one=3")
+                   help="override a model's epochs (a model of study.yml), e.g. NAME=3")
     b.add_argument("--seed", type=int, default=0,
                    help="seeds weights, shuffling and the split (default 0, as the walkthrough)")
     b.add_argument("--image-size", type=int, default=160, help="square input size in pixels")
@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
                    help="execute every page even if one fails, then fail with a summary")
     c = sub.add_parser("check-site", help="check every link and image in site/ resolves")
     c.add_argument("site", type=Path, nargs="?", default=Path("site"))
-    g = sub.add_parser("demo-data", help="write the synthetic data set to a folder")
+    g = sub.add_parser("demo-data", help="write the synthetic demo data set to a folder")
     g.add_argument("folder", type=Path)
     sub.add_parser("clean", help="remove site/, build/ and the caches in .cache/")
     return p
@@ -113,9 +113,9 @@ def cmd_check_site(args: argparse.Namespace) -> int:
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
     """Generate the synthetic data set."""
-    from . import synthetic
+    from . import demo_data
 
-    synthetic.generate(args.folder)
+    demo_data.generate(args.folder)
     log.info("wrote the synthetic data set to %s", args.folder)
     return 0
 

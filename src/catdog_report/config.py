@@ -1,9 +1,9 @@
-"""Profiles and settings: frozen, validated objects built from CLI values and the environment."""
+"""Settings: a frozen, validated object built from CLI values and the environment, checked
+against the study it builds (study.yml)."""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -12,60 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .study import STUDY_FILE, ProfileSpec, Study, load, suggest
 
-MODEL_NAMES = ("model_one", "model_two", "model_three", "model_four")
 STRATEGIES = ("none", "mirrored", "multi-worker")
-MIN_IMAGE_SIZE = 97  # model four: MobileNetV2 divides by 32, then its head pools twice
+MIN_IMAGE_SIZE = 32
 ENV_SETTINGS = "CATDOG_SETTINGS"  # JSON of Settings, handed to page kernels
-ENV_DATA_SOURCE = "CATDOG_DATA_SOURCE"  # how the build found the data
-ENV_MANIFEST = "CATDOG_BUILD_MANIFEST"  # JSON list of the runs earlier pages used
-ENV_RUNS = "CATDOG_RUNS"  # JSON {model: {"key", "trained"}}: runs the build already has
-
-
-@dataclass(frozen=True)
-class Profile:
-    """How much of the study a build runs: epochs per model and images per class."""
-
-    name: str
-    epochs: Mapping[str, int]
-    train_per_class: int | None  # None: every image
-    validation_per_class: int | None
-    synthetic: bool
-    description: str
-
-
-PROFILES: dict[str, Profile] = {
-    "full": Profile(
-        "full",
-        {"model_one": 20, "model_two": 30, "model_three": 20, "model_four": 10},
-        None,
-        None,
-        False,
-        "the walkthrough's epochs on every image",
-    ),
-    "quick": Profile(
-        "quick",
-        {"model_one": 2, "model_two": 2, "model_three": 2, "model_four": 1},
-        150,
-        75,
-        False,
-        "a preview: 300 training images, 1-2 epochs",
-    ),
-    "demo": Profile(
-        "demo",
-        {"model_one": 4, "model_two": 4, "model_three": 4, "model_four": 2},
-        300,
-        100,
-        True,
-        "an offline demo on generated drawings of cats and dogs",
-    ),
-}
-
-
-def suggest(name: str, choices: Any) -> str:
-    """Return a ' (did you mean X?)' hint, or ''."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+ENV_BUILD = "CATDOG_BUILD_DIR"  # inside a build: where dataset.json and runs.json are
 
 
 def _choice(kind: str, value: str, choices: Any) -> str:
@@ -78,10 +30,11 @@ def _choice(kind: str, value: str, choices: Any) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything one build needs to know; frozen once validated."""
+    """Everything one build needs to know; frozen once validated against its study."""
 
     profile: str = "full"
     project_dir: Path = field(default_factory=Path.cwd)
+    study_file: Path | None = None  # default: project_dir / study.yml
     data_dir: Path | None = None
     weights: Path | None = None
     cache_dir: Path | None = None
@@ -94,37 +47,42 @@ class Settings:
     jobs: int = 2  # page kernels executing at once
 
     def __post_init__(self) -> None:
-        _choice("profile", self.profile, PROFILES)
         _choice("strategy", self.strategy, STRATEGIES)
         if self.image_size < MIN_IMAGE_SIZE:
-            raise ConfigError(
-                f"image size {self.image_size} is too small for the models; "
-                f"use at least {MIN_IMAGE_SIZE} (the walkthrough uses 160)"
-            )
+            raise ConfigError(f"image size {self.image_size} is too small; use at least "
+                              f"{MIN_IMAGE_SIZE} (the walkthrough uses 160)")
         if not isinstance(self.jobs, int) or self.jobs <= 0:
             raise ConfigError(f"jobs must be a positive integer (pages executed at once), "
                               f"got {self.jobs!r}")
         if self.batch_size <= 0:
             raise ConfigError(f"batch size must be positive, got {self.batch_size}")
-        for name, value in dict(self.epochs).items():
-            _choice("model name", name, MODEL_NAMES)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"epochs for {name} must be a positive integer, got {value!r}")
-        for attr in ("project_dir", "data_dir", "weights", "cache_dir"):
+        for attr in ("project_dir", "study_file", "data_dir", "weights", "cache_dir"):
             value = getattr(self, attr)
             if value is not None:
                 object.__setattr__(self, attr, Path(value).expanduser().absolute())
         object.__setattr__(self, "epochs", dict(self.epochs))
+        study = self.study
+        study.profile(self.profile)
+        for name, value in self.epochs.items():
+            study.model(name, "--epochs")
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"epochs for {name} must be a positive integer, got {value!r}")
 
     @property
-    def profile_spec(self) -> Profile:
-        """The Profile object this build runs."""
-        return PROFILES[self.profile]
+    def study(self) -> Study:
+        """The study this build runs (study.yml, validated; cached while unchanged)."""
+        return load(self.study_file or self.project_dir / STUDY_FILE)
+
+    @property
+    def profile_spec(self) -> ProfileSpec:
+        """The profile this build runs."""
+        return self.study.profile(self.profile)
 
     def epochs_for(self, model: str) -> int:
-        """Epochs for one model: the override, else the profile's."""
-        _choice("model name", model, MODEL_NAMES)
-        return self.epochs.get(model, self.profile_spec.epochs[model])
+        """Epochs for one model: the override, else the profile's in the study."""
+        if model in self.epochs:
+            return self.epochs[model]
+        return self.study.epochs(model, self.profile)
 
     @property
     def cache_root(self) -> Path:
@@ -145,6 +103,10 @@ class Settings:
         """Serialise for a page kernel."""
         data = dataclasses.asdict(self)
         return json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()})
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:

@@ -1,4 +1,4 @@
-"""Find, check and split the cats-and-dogs images; decode them once; build tf.data pipelines."""
+"""Find, check and split a study's images; decode them once; build tf.data pipelines."""
 
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ import numpy as np
 from .cache import digest, file_digest, write_atomic
 from .config import Settings
 from .errors import DataError
+from .study import DataSpec
 
 log = logging.getLogger(__name__)
 
-URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
-FOLDER = "cats_and_dogs_filtered"
 SPLIT_FOLDERS = ("train", "validation")
 TEST_FRACTION = 5  # one fifth of the validation images is the test split
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
@@ -59,48 +58,44 @@ class Dataset:
         return {s.name: s for s in (self.train, self.validation, self.test)}
 
 
-def keras_cache_candidates() -> list[Path]:
-    """Where keras.utils.get_file may have left an extracted copy."""
+def keras_cache_candidates(folder: str) -> list[Path]:
+    """Where keras.utils.get_file may have left an extracted copy of the data set."""
     home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
-    return [
-        home / FOLDER,
-        home / f"{FOLDER}.zip" / FOLDER,
-        home / f"{FOLDER}_extracted" / FOLDER,
-    ]
+    return [home / folder, home / f"{folder}.zip" / folder, home / f"{folder}_extracted" / folder]
 
 
-def locate(data_dir: Path | None, *, download: bool = True) -> tuple[Path, str]:
-    """Find the data: --data-dir, CATDOG_DATA_DIR, Keras's cache, then the public URL."""
+def locate(data_dir: Path | None, spec: DataSpec, *, download: bool = True) -> tuple[Path, str]:
+    """Find the data: --data-dir, CATDOG_DATA_DIR, Keras's cache, then the study's URL."""
     tried: list[str] = []
     env = os.environ.get("CATDOG_DATA_DIR")
     for given, how in ((data_dir, "--data-dir"), (Path(env) if env else None, "CATDOG_DATA_DIR")):
         if given is not None:
             root = Path(given).expanduser()
-            nested = root / FOLDER
+            nested = root / spec.name
             if not root.is_dir() and not root.exists():
                 raise DataError(f"the data folder {root} given by {how} does not exist; "
                                 f"point {how} at a folder holding train/ and validation/")
             if not (root / "train").exists() and (nested / "train").is_dir():
                 root = nested
             return root, f"local folder ({how})"
-    for candidate in keras_cache_candidates():
+    for candidate in keras_cache_candidates(spec.name):
         tried.append(str(candidate))
         if (candidate / "train").is_dir():
             return candidate, "Keras cache"
-    if download:
+    if download and spec.url:
         try:
             import keras
 
-            path = Path(keras.utils.get_file(origin=URL, extract=True))
-            root = path / FOLDER if (path / FOLDER).is_dir() else path
-            return root, f"downloaded from {URL}"
+            path = Path(keras.utils.get_file(origin=spec.url, extract=True))
+            root = path / spec.name if (path / spec.name).is_dir() else path
+            return root, f"downloaded from {spec.url}"
         except Exception as exc:  # network errors come in many types
-            tried.append(f"{URL} ({type(exc).__name__}: {exc})")
+            tried.append(f"{spec.url} ({type(exc).__name__}: {exc})")
     raise DataError(
-        "could not find the cats_and_dogs_filtered data set; tried: "
-        + "; ".join(tried)
-        + ". Download and unzip it from the URL above, then pass --data-dir PATH or set "
-        "CATDOG_DATA_DIR=PATH (the folder holding train/ and validation/)"
+        f"could not find the {spec.name} data set; tried: " + "; ".join(tried)
+        + (". Download and unzip it from the URL above, then" if spec.url else ". ")
+        + " pass --data-dir PATH or set CATDOG_DATA_DIR=PATH (the folder holding train/ and "
+        "validation/)"
     )
 
 
@@ -108,8 +103,8 @@ def _natural(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def list_classes(root: Path) -> tuple[str, ...]:
-    """Check the folder layout and return the class names (sorted, as Keras does)."""
+def list_classes(root: Path, spec: DataSpec) -> tuple[str, ...]:
+    """Check the folder layout against the study's classes; return them in label order."""
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; the data set must be a folder with "
                         "train/ and validation/ inside")
@@ -118,22 +113,31 @@ def list_classes(root: Path) -> tuple[str, ...]:
         folder = root / split
         if not folder.is_dir():
             raise DataError(f"{folder} is missing: the data folder needs train/ and "
-                            "validation/, each with one sub-folder per class (cats/, dogs/)")
+                            "validation/, each with one sub-folder per class ("
+                            + ", ".join(f"{c}/" for c in spec.classes) + ")")
         names[split] = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
     if names["train"] != names["validation"]:
         raise DataError(f"class folders differ: {root / 'train'} has {list(names['train'])} "
                         f"but {root / 'validation'} has {list(names['validation'])}; "
                         "give both the same class sub-folders")
-    if len(names["train"]) < 2:
-        raise DataError(f"{root / 'train'} holds {len(names['train'])} class folder(s) "
-                        f"{list(names['train'])}; a classifier needs two (cats/ and dogs/)")
+    found, wanted = set(names["train"]), set(spec.classes)
+    if found != wanted:
+        extra = sorted(found - wanted)
+        missing = sorted(wanted - found)
+        folders = [str(root / split / c) for split in SPLIT_FOLDERS for c in extra]
+        what = "; ".join(part for part in (
+            f"extra class folder(s) {', '.join(folders)}" if extra else "",
+            f"no folder for the class(es) {', '.join(missing)}" if missing else "") if part)
+        raise DataError(f"the data set in {root} does not fit the study: {what}. The study "
+                        f"declares the classes {list(spec.classes)} (data.classes in "
+                        "study.yml): remove or rename the folders, or declare the classes")
     for split in SPLIT_FOLDERS:
-        for cls in names[split]:
+        for cls in spec.classes:
             folder = root / split / cls
             if not any(p.is_file() for p in folder.iterdir()):
                 raise DataError(f"the class folder {folder} is empty; put its images there "
                                 "or remove the class from both splits")
-    return names["train"]
+    return spec.classes
 
 
 def check_image(path: Path) -> str | None:
@@ -186,9 +190,10 @@ def _pick(files: list[str], limit: int | None, rng: random.Random) -> list[str]:
 
 def scan(settings: Settings, root: Path | None = None, source: str = "") -> Dataset:
     """Check the data folder and split it by file list; no image is decoded twice."""
+    spec = settings.study.data
     if root is None:
-        root, source = locate(settings.data_dir)
-    classes = list_classes(root)
+        root, source = locate(settings.data_dir, spec)
+    classes = list_classes(root, spec)
     checked = _scan_folder(root, settings.cache_root)
     skipped = tuple((rel, e["problem"]) for rel, e in checked.items() if e["problem"])
     for rel, problem in skipped:
@@ -215,7 +220,7 @@ def scan(settings: Settings, root: Path | None = None, source: str = "") -> Data
             parts[split][1].extend([label] * len(files))
     splits = {name: Split(name, tuple(f), tuple(y)) for name, (f, y) in parts.items()}
     manifest = digest({name: [[f, checked[f]["sha256"]] for f in s.files]
-                       for name, s in splits.items()} | {"classes": classes})
+                       for name, s in splits.items()} | {"classes": list(classes)})
     return Dataset(root, classes, splits["train"], splits["validation"], splits["test"],
                    manifest, source, skipped)
 
@@ -271,3 +276,27 @@ def pipelines(data: dict[str, tuple[np.ndarray, np.ndarray]], batch_size: int,
         ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b))
         out[name] = ds.prefetch(2).with_options(options)
     return out
+
+
+def write_dataset(path: Path, dataset: Dataset) -> None:
+    """Record the build's dataset (splits, manifest, skipped files) for its page kernels."""
+    write_atomic(path, json.dumps({
+        "root": str(dataset.root), "class_names": list(dataset.class_names),
+        "splits": {n: {"files": list(s.files), "labels": list(s.labels)}
+                   for n, s in dataset.splits.items()},
+        "manifest": dataset.manifest, "source": dataset.source,
+        "skipped": [list(pair) for pair in dataset.skipped]}, indent=1))
+
+
+def read_dataset(path: Path) -> Dataset:
+    """The dataset a build recorded (no folder is scanned again)."""
+    try:
+        raw = json.loads(path.read_text())
+        splits = {n: Split(n, tuple(s["files"]), tuple(s["labels"]))
+                  for n, s in raw["splits"].items()}
+        return Dataset(Path(raw["root"]), tuple(raw["class_names"]), splits["train"],
+                       splits["validation"], splits["test"], raw["manifest"], raw["source"],
+                       tuple((a, b) for a, b in raw["skipped"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"the build's dataset record {path} is unreadable ({exc}); run the "
+                        "build again") from exc

@@ -14,10 +14,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .tables import PRETTY  # noqa: E402
 
-COLORS = {"model_one": "#1f77b4", "model_two": "#ff7f0e", "model_three": "#2ca02c",
-          "model_four": "#d62728"}
+def _ordinal(i: int) -> str:
+    return ("top", "second", "third", "fourth", "fifth")[i] if i < 5 else f"{i + 1}th"
 
 
 def _figure(w: float, h: float, alt: str) -> Figure:
@@ -26,19 +25,22 @@ def _figure(w: float, h: float, alt: str) -> Figure:
     return fig
 
 
-def plot_grid(images: np.ndarray, labels: Sequence[int], class_names: Sequence[str]) -> Figure:
-    """A 2x3 grid: three dogs on the top row, three cats below, as the walkthrough shows."""
+def plot_grid(images: np.ndarray, labels: Sequence[int], class_names: Sequence[str],
+              rows: Sequence[str] | None = None, per_row: int = 3) -> Figure:
+    """A grid of photos, one row per class in `rows` (top first), `per_row` photos each."""
     labels = np.asarray(labels)
-    dog, cat = class_names.index("dogs"), class_names.index("cats")
-    rows = [np.flatnonzero(labels == dog)[:3], np.flatnonzero(labels == cat)[:3]]
-    fig = _figure(7.5, 5.2, "A 2 by 3 grid of training photos: three dogs on the top row, "
-                            "three cats on the bottom row")
-    axes = fig.subplots(2, 3)
-    for r, idx in enumerate(rows):
+    rows = list(rows or class_names)
+    picks = [np.flatnonzero(labels == class_names.index(c))[:per_row] for c in rows]
+    fig = _figure(2.5 * per_row, 2.6 * len(rows),
+                  f"A {len(rows)} by {per_row} grid of training photos: "
+                  + "; ".join(f"{per_row} {c} on the {_ordinal(i)} row"
+                              for i, c in enumerate(rows)))
+    axes = np.atleast_2d(fig.subplots(len(rows), per_row))
+    for r, idx in enumerate(picks):
         for c in range(3):
             ax = axes[r, c]
             ax.axis("off")
-            if c < len(idx):
+            if c < len(idx):  # a class with fewer photos leaves its row short
                 ax.imshow(images[idx[c]].astype("uint8"))
                 ax.set_title(class_names[labels[idx[c]]])
     return fig
@@ -48,7 +50,7 @@ def plot_augmentation(images: Sequence[np.ndarray], title: str, alt: str) -> Fig
     """Six augmented versions of one photo in a 2x3 grid."""
     fig = _figure(7.5, 5.2, alt)
     fig.suptitle(title)
-    for ax, img in zip(fig.subplots(2, 3).ravel(), images, strict=False):
+    for ax, img in zip(fig.subplots(2, 3).ravel(), images, strict=False):  # six draws
         ax.imshow(np.clip(np.asarray(img), 0, 255).astype("uint8"))
         ax.axis("off")
     return fig
@@ -72,15 +74,19 @@ def plot_history(history: Mapping[str, Sequence[float]], title: str) -> Figure:
 
 
 def plot_metric_comparison(histories: Mapping[str, Mapping[str, Sequence[float]]],
-                           metric: str, baseline: float | None = None) -> Figure:
-    """One validation metric of every model over epochs, with the baseline."""
+                           metric: str, baseline: float | None = None,
+                           titles: Mapping[str, str] | None = None,
+                           colours: Mapping[str, str] | None = None) -> Figure:
+    """One validation metric of every model over epochs (each in its colour), with the
+    baseline."""
+    titles, colours = titles or {}, colours or {}
     label = metric.replace("val_", "validation ")
     fig = _figure(8, 4, f"{label} of every model over epochs"
                         + (f", with the {baseline:.0%} baseline" if baseline else ""))
     ax = fig.subplots()
     for name, h in histories.items():
         ax.plot(np.arange(1, len(h[metric]) + 1), h[metric], "o-", ms=3,
-                color=COLORS.get(name), label=PRETTY.get(name, name))
+                color=colours.get(name), label=titles.get(name, name))
     if baseline is not None:
         ax.axhline(baseline, color="grey", ls="--", label=f"baseline {baseline:.0%}")
     ax.set_xlabel("epoch")
@@ -91,13 +97,15 @@ def plot_metric_comparison(histories: Mapping[str, Mapping[str, Sequence[float]]
     return fig
 
 
-def plot_test_accuracy(table: pd.DataFrame) -> Figure:
-    """Test accuracy per model as labelled bars."""
+def plot_test_accuracy(table: pd.DataFrame, colours: Mapping[str, str] | None = None) -> Figure:
+    """Test accuracy per model as labelled bars (colours by row name; grey otherwise)."""
+    colours = colours or {}
     acc = table["test acc"].dropna()
     fig = _figure(8, 3.6, "Bar chart of test accuracy per model: "
                           + ", ".join(f"{m} {v:.1%}" for m, v in acc.items()))
     ax = fig.subplots()
-    bars = ax.barh(list(acc.index)[::-1], list(acc.values)[::-1], color="#4c72b0")
+    bars = ax.barh(list(acc.index)[::-1], list(acc.values)[::-1],
+                   color=[colours.get(str(m), "#8c8c8c") for m in list(acc.index)[::-1]])
     ax.bar_label(bars, labels=[f"{v:.1%}" for v in list(acc.values)[::-1]], padding=3)
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("test accuracy")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 import os
 import sys
@@ -17,11 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, data, figures, models, tables, training
+from . import config, data, figures, models, tables, training, weights
+from .study import ModelSpec
+from .study import Study as Declaration
 from .training import Run
-
-ENV_DATA_SOURCE = config.ENV_DATA_SOURCE
-ENV_MANIFEST = config.ENV_MANIFEST
 
 
 def _log_to_terminal() -> None:
@@ -37,10 +35,25 @@ def _log_to_terminal() -> None:
 
 @dataclass
 class Study:
-    """The data and settings one page works with; images are decoded on first use."""
+    """What a page works with: the settings, the study's declaration, the data set and
+    the build's runs; images are decoded on first use."""
 
     settings: config.Settings
     dataset: data.Dataset
+
+    @property
+    def declaration(self) -> Declaration:
+        """The study.yml this build runs."""
+        return self.settings.study
+
+    @property
+    def models(self) -> dict[str, ModelSpec]:
+        """The study's models, in declaration order."""
+        return dict(self.declaration.models)
+
+    def title(self, name: str) -> str:
+        """A model's title ("Model one")."""
+        return self.declaration.model(name).title
 
     @cached_property
     def arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -49,16 +62,18 @@ class Study:
 
     @cached_property
     def weights(self) -> tuple[str | None, str]:
-        """Model four's base weights and their description."""
-        return models.resolve_weights(self.settings)
+        """The base weights of the models that declare one, and their description."""
+        return weights.resolve(self.settings)
 
     def fit(self, name: str) -> Run:
-        """Train (or load from the run cache) one of the four models."""
-        given = training.given_runs().get(name)
-        if given:  # the build trained or loaded it already: no TensorFlow in this kernel
-            return training.load_given(name, self.settings, given)
-        weights = self.weights[0] if name == "model_four" else None
-        return training.fit(name, self.settings, self.dataset, self.arrays, weights)
+        """Train (or load from the run cache) a model the study declares."""
+        self.declaration.model(name, "st.fit()")
+        runs = training.build_runs()
+        if runs is not None:  # inside a build: it trained or loaded the run already
+            if name not in runs:
+                raise training.missing_run(name, self.settings)
+            return training.load_given(name, self.settings, runs[name])
+        return training.fit(name, self.settings, self.dataset, self.arrays, self.weights[0])
 
     def test_images(self, files: list[str]) -> list[np.ndarray]:
         """Decoded test images by file name."""
@@ -67,20 +82,40 @@ class Study:
         return [x[index[f]] for f in files]
 
     def runs_in_build(self) -> list[Run]:
-        """The runs the earlier pages of this build used, in page order."""
-        keys = json.loads(os.environ.get(ENV_MANIFEST, "[]"))
-        return training.runs_from_log(self.settings, keys)
+        """Every run of this build, in the study's order (parents before children)."""
+        runs = training.build_runs()
+        if runs is None:  # a page run by hand: fit every model of the study
+            return [self.fit(name) for name in self.declaration.order(self.models)]
+        return [training.load_given(name, self.settings, runs[name])
+                for name in self.declaration.order(runs)]
+
+    def model_pages(self) -> dict[str, str]:
+        """Model name → the nav page that fits it (the first one, if several do)."""
+        from . import pages, plan, site
+
+        out: dict[str, str] = {}
+        for name in site.nav_pages(self.settings.project_dir):
+            path = self.settings.project_dir / "content" / f"{name}.md"
+            needs = plan.page_needs(pages.code_cells(pages.read(path)), path.name)
+            for model in needs.fits:
+                out.setdefault(model, name)
+        return out
+
+    def chapters(self) -> list[tuple[str, str]]:
+        """(title, page) for every page of the site's nav, in order."""
+        from . import site
+
+        return site.nav_titles(self.settings.project_dir)
 
 
 def study() -> Study:
     """The study of the current build (or of the CATDOG_* variables when run by hand)."""
     _log_to_terminal()
     settings = config.from_environment()
-    root = settings.data_dir
-    source = os.environ.get(ENV_DATA_SOURCE, "")
-    if root is None:
-        root, source = data.locate(None)
-    return Study(settings, data.scan(settings, root, source))
+    build_dir = os.environ.get(config.ENV_BUILD)
+    if build_dir:  # the build scanned the data once and recorded it
+        return Study(settings, data.read_dataset(Path(build_dir) / "dataset.json"))
+    return Study(settings, data.scan(settings))
 
 
 def _has_photo(fig: Any) -> bool:
@@ -147,9 +182,10 @@ def show_table(df: pd.DataFrame, formats: Mapping[str, str] | None = None,
     say(markdown_table(df, formats, bold, headers) + (f"\n\n*{caption}*" if caption else ""))
 
 
-def show_code(*names: str) -> None:
-    """Display the library source of model builders as a Python code block."""
-    say("\n".join(f"```python\n{models.source(n).rstrip()}\n```" for n in names))
+def show_code(*functions: str) -> None:
+    """Display functions of the study's own code (the model builders) as Python."""
+    settings = config.from_environment()
+    say(f"```python\n{models.source(settings, *functions)}\n```")
 
 
 def show_layers(run: Run) -> None:

@@ -8,14 +8,14 @@ import logging
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import kernel
-from .cache import Store, digest
+from .cache import Store
 from .errors import PageError
-from .kernel import KERNEL, strip_ansi
+from .kernel import strip_ansi
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,13 @@ HARDCODED = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?%|(?<![\w.])0\.\d+")
 
 @dataclass
 class Page:
-    """One executed (or cached) page: Markdown, its images, the notebook, the runs it used."""
+    """One executed (or cached) page: Markdown, its images, the notebook."""
 
     name: str
     title: str
     markdown: str
     images: dict[str, bytes]
     notebook: str
-    runs: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     executed_at: str = ""
     cached: bool = False
@@ -73,9 +72,9 @@ def lint(nb: Any, path: Path) -> list[str]:
     return problems
 
 
-def page_key(path: Path, inputs: dict[str, Any]) -> str:
-    """The page cache key: the page text, the kernel, and what the page reads."""
-    return digest({"page": path.read_text(), "kernel": KERNEL} | inputs)
+def code_cells(nb: Any) -> list[str]:
+    """The source of every code cell, in order."""
+    return [cell.source for cell in nb.cells if cell.cell_type == "code"]
 
 
 def _tags(cell: Any) -> set[str]:
@@ -187,8 +186,8 @@ def load_cached(store: Store, key: str, name: str) -> Page | None:
     meta = json.loads((folder / "page.json").read_text())
     images = {p.name: p.read_bytes() for p in (folder / "images").iterdir()}
     return Page(name, meta["title"], (folder / "page.md").read_text(), images,
-                (folder / "page.ipynb").read_text(), meta["runs"], meta["seconds"],
-                meta["executed_at"], cached=True)
+                (folder / "page.ipynb").read_text(), meta["seconds"], meta["executed_at"],
+                cached=True)
 
 
 def save(store: Store, key: str, page: Page) -> None:
@@ -200,7 +199,7 @@ def save(store: Store, key: str, page: Page) -> None:
         (tmp / "page.md").write_text(page.markdown)
         (tmp / "page.ipynb").write_text(page.notebook)
         (tmp / "page.json").write_text(json.dumps({
-            "title": page.title, "runs": page.runs, "seconds": page.seconds,
+            "title": page.title, "seconds": page.seconds,
             "executed_at": page.executed_at}, indent=1))
 
     store.put(key, fill)
@@ -220,32 +219,15 @@ async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None =
     if problems:
         raise PageError("numbers typed into prose instead of computed:\n  " +
                         "\n  ".join(problems))
-    with tempfile.TemporaryDirectory(prefix="catdog-runlog-") as tmp:
-        runlog = Path(tmp) / "runs.jsonl"
-        runlog.touch()
-        t0 = time.perf_counter()
-        if log_dir:
-            log_dir.mkdir(parents=True, exist_ok=True)
-        await kernel.execute_async(nb, path, env | {"CATDOG_RUNLOG": str(runlog)},
-                                   log_file=log_dir / f"{path.stem}.log" if log_dir else None)
-        seconds = time.perf_counter() - t0
-        runs = [json.loads(line) for line in runlog.read_text().splitlines() if line]
+    t0 = time.perf_counter()
+    if log_dir:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    await kernel.execute_async(nb, path, env,
+                               log_file=log_dir / f"{path.stem}.log" if log_dir else None)
+    seconds = time.perf_counter() - t0
     markdown, images = to_markdown(nb, path.stem)
     project = path.resolve().parent.parent
     text = nbformat.writes(scrub(nb, project))
     markdown = scrub_text(markdown, project)
-    return Page(path.stem, title(nb, path.stem), markdown, images, text, runs,
-                round(seconds, 1), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
-
-
-FIT_CALL = re.compile(r"""\.fit\(\s*["'](\w+)["']""")
-
-
-def fitted_models(source: str) -> list[str]:
-    """The models a page trains or loads with study().fit("name"), in order."""
-    return list(dict.fromkeys(FIT_CALL.findall(source)))
-
-
-def reads_runs(source: str) -> bool:
-    """Whether a page reads the runs of earlier pages (study().runs_in_build())."""
-    return "runs_in_build" in source
+    return Page(path.stem, title(nb, path.stem), markdown, images, text, round(seconds, 1),
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))

@@ -36,16 +36,24 @@ def read_config(project: Path) -> dict[str, Any]:
         raise BuildError(f"cannot read {path}: {exc}") from exc
 
 
-def nav_pages(project: Path) -> list[str]:
-    """The page names (content/NAME.md) in navigation order."""
-    def walk(items: Any) -> list[str]:
-        out: list[str] = []
+def nav_titles(project: Path) -> list[tuple[str, str]]:
+    """(title, page name) for every page in mkdocs.yml's nav, in order."""
+    def walk(items: Any) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
         for item in items or []:
-            value = next(iter(item.values())) if isinstance(item, dict) else item
-            out += walk(value) if isinstance(value, list) else [str(value)]
+            title, value = next(iter(item.items())) if isinstance(item, dict) else ("", item)
+            if isinstance(value, list):
+                out += walk(value)
+            else:
+                out.append((str(title) or Path(str(value)).stem, Path(str(value)).stem))
         return out
 
-    names = [Path(p).stem for p in walk(read_config(project).get("nav"))]
+    return walk(read_config(project).get("nav"))
+
+
+def nav_pages(project: Path) -> list[str]:
+    """The page names (content/NAME.md) in navigation order."""
+    names = [name for _, name in nav_titles(project)]
     missing = [n for n in names if not (project / "content" / f"{n}.md").is_file()]
     if missing:
         raise BuildError(f"mkdocs.yml's nav names pages with no content/NAME.md: {missing}; "

@@ -11,8 +11,6 @@ import pandas as pd
 from .data import Dataset
 
 SETTLE_EPOCHS = 5  # "the validation accuracy settles between ..." = min/max over these
-PRETTY = {"model_one": "Model one", "model_two": "Model two", "model_three": "Model three",
-          "model_four": "Model four"}
 
 
 def class_counts(dataset: Dataset) -> pd.DataFrame:
@@ -43,12 +41,12 @@ def settle_range(history: Mapping[str, Sequence[float]], metric: str = "val_accu
     return float(min(values)), float(max(values))
 
 
-def run_summary(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One comparison row from a run record."""
+def run_summary(record: Mapping[str, Any], title: str | None = None) -> dict[str, Any]:
+    """One comparison row from a run record, named by the model's title."""
     h = record["history"]
     lo, hi = settle_range(h)
     return {
-        "model": PRETTY.get(record["model"], record["model"]),
+        "model": title or record["model"],
         "total params": record["params"]["total"],
         "trainable params": record["params"]["trainable"],
         "epochs": record["epochs"],
@@ -62,9 +60,12 @@ def run_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def comparison_table(records: Sequence[Mapping[str, Any]], baseline: float) -> pd.DataFrame:
-    """One row per model, sorted by test accuracy (best first), plus the baseline row."""
-    df = pd.DataFrame([run_summary(r) for r in records])
+def comparison_table(records: Sequence[Mapping[str, Any]], baseline: float,
+                     titles: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per model (named by titles[model]), sorted by test accuracy (best first),
+    plus the baseline row."""
+    titles = titles or {}
+    df = pd.DataFrame([run_summary(r, titles.get(r["model"])) for r in records])
     df = df.sort_values(["test acc", "best val acc"], ascending=False, kind="stable")
     base = {c: None for c in df.columns} | {
         "model": "Baseline (majority class)", "best val acc": baseline, "final val acc": baseline,

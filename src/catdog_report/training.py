@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -16,15 +17,17 @@ from typing import Any
 import numpy as np
 
 from .cache import Store, digest, file_digest, write_atomic
-from .config import ENV_RUNS, Settings
+from .config import ENV_BUILD, Settings
 from .data import Dataset
-from .errors import CacheError
+from .errors import CacheError, ConfigError
+from .weights import weights_id
 
 log = logging.getLogger(__name__)
 
 TRAINING_FORMAT = 2  # bump when what fit() records or how it trains changes
-ENV_RUNLOG = "CATDOG_RUNLOG"  # the build reads which runs each page used from here
+RUNS_FILE = "runs.json"  # the runs of a build, written by the build, read by its pages
 MODEL_FILE = "model.keras"
+AUTO_NAME = re.compile(r"^(sequential|functional|model)(_\d+)?$")
 RECORD_FILE = "record.json"
 
 
@@ -45,6 +48,11 @@ class Run:
     def name(self) -> str:
         """The model's name."""
         return self.record["model"]
+
+    @property
+    def key(self) -> str:
+        """The run cache key."""
+        return self.record["key"]
 
     def load_model(self) -> Any:
         """The trained model, loaded with safe_mode (no code runs from the cache)."""
@@ -99,7 +107,7 @@ def versions() -> dict[str, str]:
 
 
 def architecture(model: Any) -> Any:
-    """The model's config with auto-generated layer names made canonical."""
+    """The model's config with auto-generated layer (and unnamed model) names made canonical."""
     names: dict[str, str] = {}
     config = model.get_config()
 
@@ -116,6 +124,9 @@ def architecture(model: Any) -> Any:
                 collect(v)
 
     collect(config)
+    top = config.get("name") if isinstance(config, dict) else None
+    if isinstance(top, str) and AUTO_NAME.match(top):  # Keras numbers unnamed models per process
+        names.setdefault(top, "model")
 
     def canon(value: Any) -> Any:
         if isinstance(value, dict):
@@ -127,24 +138,22 @@ def architecture(model: Any) -> Any:
     return canon(config)
 
 
-def weights_id(weights: str | Path | None) -> str:
-    """What the base weights were: a file's checksum, 'imagenet' or 'random'."""
-    if weights is None:
-        return "random"
-    if str(weights) == "imagenet":
-        return "imagenet"
-    return "sha256:" + file_digest(Path(weights))
+def _config(obj: Any) -> Any:
+    """An optimizer's or loss's config without its name (a loss may be given by name)."""
+    return obj.get_config() | {"name": None} if hasattr(obj, "get_config") else str(obj)
 
 
 def key_parts(model: Any, name: str, settings: Settings, dataset: Dataset,
-              weights: str | Path | None) -> dict[str, Any]:
-    """Everything that decides a run's result: the run cache key is its hash."""
-    return {
+              weights: str | Path | None, parent: str | None = None) -> dict[str, Any]:
+    """Everything that decides a run's result: the run cache key is its hash. A parent's
+    run key is part of its child's (absent for a model that starts from nothing, so the
+    keys of such models are what they were before parents existed)."""
+    parts = {
         "format": TRAINING_FORMAT,
         "model": name,
         "architecture": architecture(model),
-        "optimizer": model.optimizer.get_config() | {"name": None},
-        "loss": model.loss.get_config() | {"name": None},
+        "optimizer": _config(model.optimizer),
+        "loss": _config(model.loss),
         "epochs": settings.epochs_for(name),
         "batch_size": settings.batch_size,
         "image_size": settings.image_size,
@@ -152,8 +161,11 @@ def key_parts(model: Any, name: str, settings: Settings, dataset: Dataset,
         "seed": settings.seed,
         "strategy": settings.strategy,
         "versions": versions(),
-        "base_weights": weights_id(weights) if name == "model_four" else None,
+        "base_weights": weights_id(weights) if settings.study.models[name].weights else None,
     }
+    if parent is not None:
+        parts["parent"] = parent
+    return parts
 
 
 class EpochLog:
@@ -242,6 +254,7 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
         "manifest": dataset.manifest,
         "data_source": dataset.source,
         "base_weights": parts["base_weights"],
+        "parent": parts.get("parent"),
         "params": parameter_counts(model),
         "layers": layer_rows(model),
         "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()},
@@ -272,23 +285,30 @@ def load_run(folder: Path, cached: bool = True) -> Run:
 
 
 def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
-        weights: str | Path | None = None, stop: threading.Event | None = None) -> Run:
+        weights: str | Path | None = None, parent: str | None = None,
+        stop: threading.Event | None = None) -> Run:
     """Train model `name` through the run cache; return its Run (from cache when unchanged).
 
     The key hashes the architecture, optimizer and loss configs, epochs, batch size, image
-    size, data manifest, seed, strategy and library versions, so changing any of them
-    retrains this model alone. Entries are written atomically under a per-key lock.
-    Setting `stop` (from another thread) makes training raise KeyboardInterrupt at its
-    next batch; nothing is stored.
+    size, data manifest, seed, strategy, library versions, base weights and the parent's
+    run key, so changing any of them retrains this model (and the models that start from
+    it) alone. A model that starts_from another gets the parent's trained model; with no
+    parent key given, the parent is fitted (or loaded) first. Entries are written
+    atomically under a per-key lock. Setting `stop` (from another thread) makes training
+    raise KeyboardInterrupt at its next batch; nothing is stored.
     """
     import keras
 
     from . import models
 
+    spec = settings.study.model(name)
+    if spec.starts_from and parent is None:
+        parent = fit(spec.starts_from, settings, dataset, arrays, weights, None, stop).key
     keras.utils.set_random_seed(settings.seed)  # the same initial weights every time
     with strategy_scope(settings):
-        model = models.build(name, settings.image_size, weights)
-    parts = key_parts(model, name, settings, dataset, weights)
+        parent_model = load_parent(settings, spec.starts_from, parent) if parent else None
+        model = models.build(name, settings, weights, parent_model)
+    parts = key_parts(model, name, settings, dataset, weights, parent)
     key = digest(parts)
     store = run_store(settings)
     with store.lock(key):
@@ -299,85 +319,114 @@ def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
                                                        tmp, parts, stop))
         else:
             log.info("%s: loaded from the run cache (%s)", name, key[:12])
-    run = load_run(folder, cached)
-    _log_use(run)
-    return run
+    return load_run(folder, cached)
 
 
-def memo_key(name: str, settings: Settings, dataset: Dataset,
-             weights: str | Path | None) -> str:
-    """A key from cheap inputs (no TensorFlow): the library source stands in for the
-    architecture, so the same memo key always means the same run cache key."""
-    here = Path(__file__).parent
-    return digest({
-        "format": TRAINING_FORMAT, "model": name,
-        "source": {f: file_digest(here / f) for f in ("models.py", "training.py")},
-        "epochs": settings.epochs_for(name), "batch_size": settings.batch_size,
-        "image_size": settings.image_size, "manifest": dataset.manifest, "seed": settings.seed,
-        "strategy": settings.strategy, "versions": versions(),
-        "base_weights": weights_id(weights) if name == "model_four" else None,
-    })
+def load_parent(settings: Settings, name: str | None, key: str) -> Any:
+    """The trained model of a parent run, to continue from."""
+    folder = run_store(settings).get(key)
+    if folder is None:
+        raise CacheError(f"the run {key[:12]} of {name}, which a model starts from, is not in "
+                         f"the run cache {run_store(settings).root}; run the build again")
+    return load_run(folder).load_model()
+
+
+def memo_keys(settings: Settings, dataset: Dataset,
+              weights: str | Path | None) -> dict[str, str]:
+    """Per model, a key from cheap inputs (no TensorFlow): the study's code and the
+    training source stand in for the architecture, so the same memo key always means the
+    same run key. A parent's memo key is part of its child's."""
+    study = settings.study
+    code = {p.name: file_digest(p) for p in study.builder_files()}
+    common = {"format": TRAINING_FORMAT, "code": code,
+              "training": file_digest(Path(__file__)), "batch_size": settings.batch_size,
+              "image_size": settings.image_size, "manifest": dataset.manifest,
+              "seed": settings.seed, "strategy": settings.strategy, "versions": versions()}
+    keys: dict[str, str] = {}
+    for name in study.order(study.models):
+        spec = study.models[name]
+        keys[name] = digest(common | {
+            "model": name, "builder": spec.builder, "epochs": settings.epochs_for(name),
+            "base_weights": weights_id(weights) if spec.weights else None,
+            "parent": keys[spec.starts_from] if spec.starts_from else None})
+    return keys
+
+
+def _memo_path(settings: Settings, memo: str) -> Path:
+    return run_store(settings).root / "memo" / f"{memo}.json"
+
+
+def known_runs(settings: Settings, dataset: Dataset,
+               weights: str | Path | None) -> dict[str, str]:
+    """The run keys the memo knows and the run cache holds whole, without TensorFlow."""
+    store = run_store(settings)
+    known = {}
+    for name, memo in memo_keys(settings, dataset, weights).items():
+        try:
+            key = json.loads(_memo_path(settings, memo).read_text())["key"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if store.get(key) is not None:
+            known[name] = key
+    return known
+
+
+def run_entry(run: Run, trained: bool) -> dict[str, Any]:
+    """What build/runs.json says of one run (its stamp line and where to load it)."""
+    r = run.record
+    return {"key": r["key"], "trained": trained, "trained_at": r["trained_at"],
+            "train_seconds": r["train_seconds"], "epochs": r["epochs"], "seed": r["seed"],
+            "parent": r.get("parent"), "gpus": r["environment"].get("gpus", [])}
 
 
 def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
-                weights: str | Path | None = None,
-                stop: threading.Event | None = None) -> dict[str, Any]:
-    """The run of one model as {"key", "trained"}: from the memo without importing
-    TensorFlow when this exact run is cached, else through fit(). arrays is called
+                weights: str | Path | None = None, parent: str | None = None,
+                known: str | None = None, stop: threading.Event | None = None) -> dict[str, Any]:
+    """The run of one model as its runs.json entry: from the run cache without importing
+    TensorFlow when its key is known (the memo), else through fit(). arrays is called
     only when fit() needs the decoded images."""
-    memo = run_store(settings).root / "memo" / f"{memo_key(name, settings, dataset, weights)}.json"
-    try:
-        key = json.loads(memo.read_text())["key"]
-    except (OSError, ValueError, KeyError):
-        key = None
-    if key and run_store(settings).get(key) is not None:
-        return {"key": key, "trained": False}
-    run = fit(name, settings, dataset, arrays(), weights, stop)
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(memo, json.dumps({"model": name, "key": run.record["key"]}))
-    return {"key": run.record["key"], "trained": not run.cached}
-
-
-def given_runs() -> dict[str, dict[str, Any]]:
-    """The runs the build trained or loaded before it started this page's kernel."""
-    return json.loads(os.environ.get(ENV_RUNS) or "{}")
-
-
-def load_given(name: str, settings: Settings, given: dict[str, Any]) -> Run:
-    """Load a run the build already has (no TensorFlow needed): given = {"key", "trained"}."""
     store = run_store(settings)
-    folder = store.get(given["key"])
+    folder = store.get(known) if known else None
+    if folder is not None:
+        log.info("%s: loaded from the run cache (%s)", name, known[:12])  # type: ignore[index]
+        return run_entry(load_run(folder), trained=False)
+    run = fit(name, settings, dataset, arrays(), weights, parent, stop)
+    memo = memo_keys(settings, dataset, weights)[name]
+    write_atomic(_memo_path(settings, memo), json.dumps({"model": name, "key": run.record["key"]}))
+    return run_entry(run, trained=not run.cached)
+
+
+def read_runs(build_dir: Path) -> dict[str, dict[str, Any]]:
+    """build/runs.json: the runs this build trained or loaded, by model."""
+    path = build_dir / RUNS_FILE
+    try:
+        return json.loads(path.read_text())["runs"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CacheError(f"{path} is unreadable ({exc}); run the build again") from exc
+
+
+def build_runs() -> dict[str, dict[str, Any]] | None:
+    """Inside a build's page kernel, the build's runs; None when a page runs by hand."""
+    build_dir = os.environ.get(ENV_BUILD)
+    return read_runs(Path(build_dir)) if build_dir else None
+
+
+def load_given(name: str, settings: Settings, entry: dict[str, Any]) -> Run:
+    """Load a run the build already has (no TensorFlow needed)."""
+    store = run_store(settings)
+    folder = store.get(entry["key"])
     if folder is None:
-        raise CacheError(f"run {given['key'][:12]} of {name}, which this build trained or "
+        raise CacheError(f"run {entry['key'][:12]} of {name}, which this build trained or "
                          f"loaded, is no longer in the run cache {store.root}; run the build "
                          "again")
-    run = load_run(folder, cached=not given["trained"])
-    log.info("%s: %s (%s)", name, "trained by this build" if given["trained"]
-             else "loaded from the run cache", given["key"][:12])
-    _log_use(run)
+    run = load_run(folder, cached=not entry["trained"])
+    log.info("%s: %s (%s)", name, "trained by this build" if entry["trained"]
+             else "loaded from the run cache", entry["key"][:12])
     return run
 
 
-def _log_use(run: Run) -> None:
-    """Append which run a page used to the build's run log."""
-    path = os.environ.get(ENV_RUNLOG)
-    if not path:
-        return
-    line = {"model": run.name, "key": run.record["key"], "cached": run.cached,
-            "trained_at": run.record["trained_at"], "train_seconds": run.record["train_seconds"],
-            "gpus": run.record["environment"].get("gpus", [])}
-    with open(path, "a") as fh:
-        fh.write(json.dumps(line) + "\n")
-
-
-def runs_from_log(settings: Settings, keys: list[str]) -> list[Run]:
-    """Load the runs named by keys (the build manifest) from the run cache."""
-    store = run_store(settings)
-    out = []
-    for key in keys:
-        folder = store.get(key)
-        if folder is None:
-            raise CacheError(f"run {key[:12]} listed in the build manifest is not in the run "
-                             f"cache {store.root}; rebuild the model pages")
-        out.append(load_run(folder))
-    return out
+def missing_run(name: str, settings: Settings) -> ConfigError:
+    """A page asked for a run this build does not have."""
+    return ConfigError(f"this build has no run of {name!r}; a page fits it only with a "
+                       f"literal name, st.fit({name!r}), and {settings.study.path.name} must "
+                       "declare it")

@@ -1,0 +1,114 @@
+"""The plan of a build (pure: no TensorFlow, no kernel): which runs to train, in which order,
+and which pages to execute, each with what it needs and its cache key once that is known."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cache import digest
+from .errors import ConfigError, PageError
+from .study import Study, suggest
+
+FIT = "fit"  # st.fit("name") trains or loads a model
+READS_RUNS = "runs_in_build"  # st.runs_in_build() reads every run of the build
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a page's code asks of the build, found by parsing it."""
+
+    fits: tuple[str, ...] = ()
+    reads_runs: bool = False
+
+
+def page_needs(code_cells: Sequence[str], where: str) -> Needs:
+    """The models a page fits (`<x>.fit("name")` with a literal name) and whether it calls
+    `<x>.runs_in_build()`, from an AST walk of its code cells; never by substring."""
+    fits: list[str] = []
+    reads = False
+    for i, source in enumerate(code_cells, 1):
+        try:
+            tree = ast.parse(_without_magics(source))
+        except SyntaxError as exc:
+            raise PageError(f"{where}: code cell {i} is not valid Python "
+                            f"(line {exc.lineno}: {exc.msg}); fix the cell") from None
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr == READS_RUNS:
+                reads = True
+            elif (node.func.attr == FIT and node.args and isinstance(node.args[0], ast.Constant)
+                  and isinstance(node.args[0].value, str)):
+                fits.append(node.args[0].value)
+    return Needs(tuple(dict.fromkeys(fits)), reads)
+
+
+def _without_magics(source: str) -> str:
+    """IPython magics and shell escapes are not Python: blank them before parsing."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+
+
+@dataclass
+class PageNode:
+    """One page of the plan."""
+
+    number: int
+    name: str
+    path: Path
+    text: str
+    needs: Needs
+    runs: tuple[str, ...] = ()  # every run the page shows: its fits, or all for reads_runs
+    key: str | None = None  # known once the keys of its runs are
+    page: Any = None  # the executed or cached page, once the build has it
+
+    def key_for(self, run_keys: Mapping[str, str], inputs: Mapping[str, Any]) -> str:
+        """The page cache key, from the page text, the build inputs and its runs' keys."""
+        return digest({"page": self.text, "inputs": dict(inputs),
+                       "runs": {m: run_keys[m] for m in self.runs}})
+
+
+@dataclass
+class Plan:
+    """What a build does: runs in dependency order, pages in nav order."""
+
+    runs: list[str]
+    pages: list[PageNode]
+    known: dict[str, str] = field(default_factory=dict)  # run keys known without training
+    inputs: dict[str, Any] = field(default_factory=dict)  # what every page's key holds
+
+    @property
+    def to_train(self) -> list[str]:
+        """The runs the cache does not already hold (per the memo)."""
+        return [m for m in self.runs if m not in self.known]
+
+
+def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
+              known: Mapping[str, str], inputs: Mapping[str, Any]) -> Plan:
+    """The plan: every model a page fits (and its parents), every model of the study when a
+    page reads the build's runs; a page's key where all its runs' keys are known.
+
+    pages: (name, path, text, needs) in nav order; known: run keys found without training.
+    """
+    for name, path, _, needs in pages:
+        for model in needs.fits:
+            if model not in study.models:
+                raise ConfigError(f"page {path.name} fits model {model!r}"
+                                  f"{suggest(model, study.models)}, which {study.path.name} "
+                                  f"does not declare; declare it under models: or fix the "
+                                  f"page ({name})")
+    fitted = [m for *_, needs in pages for m in needs.fits]
+    everything = any(needs.reads_runs for *_, needs in pages)
+    runs = study.order(list(study.models) if everything else fitted)
+    nodes = []
+    for i, (name, path, text, needs) in enumerate(pages, 1):
+        shows = tuple(runs) if needs.reads_runs else needs.fits
+        node = PageNode(i, name, path, text, needs, shows)
+        if all(m in known for m in shows):
+            node.key = node.key_for(known, inputs)
+        nodes.append(node)
+    return Plan(runs, nodes, {m: k for m, k in known.items() if m in runs}, dict(inputs))

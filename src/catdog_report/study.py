@@ -1,0 +1,382 @@
+"""The study declaration (study.yml): data set, profiles and models, read as frozen data.
+
+The engine knows no model, page or class of its own: everything a study contains (titles,
+builders, epochs per profile, base weights, parents, colours, class names, the claims it
+checks) is read from here, validated once, with errors that name the file and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+STUDY_FILE = "study.yml"
+BASES = ("mobilenet_v2",)  # the pretrained bases the engine can resolve (weights:)
+BUILDER_ARGS = ("image_size", "weights", "parent")  # what a builder may ask for
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def suggest(name: str, choices: Any) -> str:
+    """Return a ' (did you mean X?)' hint, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The data set: its name, where to download it, its classes in label order."""
+
+    name: str
+    url: str | None
+    classes: tuple[str, ...]
+    grid_rows: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """How much of the study a build runs: images per class, real or synthetic data."""
+
+    name: str
+    description: str
+    train_per_class: int | None = None  # None: every image
+    validation_per_class: int | None = None
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the study."""
+
+    name: str
+    title: str
+    builder: str
+    epochs: Mapping[str, int]
+    colour: str
+    weights: str | None = None
+    starts_from: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A result the original study states, checked against this build's runs."""
+
+    model: str
+    metric: str
+    low: float
+    high: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Study:
+    """A whole study.yml, validated."""
+
+    path: Path
+    title: str
+    data: DataSpec
+    profiles: Mapping[str, ProfileSpec]
+    models: Mapping[str, ModelSpec]
+    claims: tuple[Claim, ...] = field(default=())
+
+    @property
+    def root(self) -> Path:
+        """The folder holding study.yml: builder files are relative to it."""
+        return self.path.parent
+
+    def profile(self, name: str) -> ProfileSpec:
+        """A profile by name; an unknown one fails with a hint."""
+        if name not in self.profiles:
+            raise ConfigError(f"unknown profile {name!r}{suggest(name, self.profiles)}; "
+                              f"{self.path} declares {', '.join(self.profiles)}")
+        return self.profiles[name]
+
+    def model(self, name: str, where: str = "") -> ModelSpec:
+        """A model by name; an unknown one fails naming where it was asked for."""
+        if name not in self.models:
+            place = f"{where} asks for" if where else "unknown"
+            raise ConfigError(f"{place} model {name!r}{suggest(name, self.models)}, which "
+                              f"{self.path} does not declare; it declares "
+                              f"{', '.join(self.models) or 'no model'}")
+        return self.models[name]
+
+    def epochs(self, model: str, profile: str) -> int:
+        """A model's epochs in a profile (a profile the model does not list fails)."""
+        spec = self.model(model)
+        if profile not in spec.epochs:
+            raise ConfigError(f"model {model!r} in {self.path} lists no epochs for profile "
+                              f"{profile!r}; add `{profile}: N` to its epochs "
+                              f"({dict(spec.epochs)})")
+        return spec.epochs[profile]
+
+    def order(self, names: Any) -> list[str]:
+        """The given models and every model they start from, parents first, in
+        declaration order otherwise."""
+        wanted: set[str] = set()
+        for name in names:
+            while name and name not in wanted:
+                wanted.add(name)
+                name = self.model(name).starts_from
+        out: list[str] = []
+
+        def visit(name: str) -> None:
+            parent = self.models[name].starts_from
+            if parent and parent not in out:
+                visit(parent)
+            if name not in out:
+                out.append(name)
+
+        for name in self.models:
+            if name in wanted:
+                visit(name)
+        return out
+
+    def titles(self) -> dict[str, str]:
+        """Model name → title."""
+        return {m.name: m.title for m in self.models.values()}
+
+    def colours(self) -> dict[str, str]:
+        """Model name → colour."""
+        return {m.name: m.colour for m in self.models.values()}
+
+    def builder(self, name: str) -> Callable[..., Any]:
+        """Import a model's builder function (this imports the study's code)."""
+        spec = self.model(name)
+        module, _, function = spec.builder.partition(":")
+        try:
+            if module.endswith(".py"):
+                path = (self.root / module).resolve()
+                # named by path and content: an edited file is imported afresh
+                tag = hashlib.sha256(str(path).encode() + path.read_bytes()).hexdigest()[:16]
+                mod_name = f"catdog_study_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{tag}"
+                mod = sys.modules.get(mod_name)
+                if mod is None:
+                    loader_spec = importlib.util.spec_from_file_location(mod_name, path)
+                    if loader_spec is None or loader_spec.loader is None:
+                        raise ConfigError(f"cannot load {path} as Python ({self.path})")
+                    mod = importlib.util.module_from_spec(loader_spec)
+                    sys.modules[mod_name] = mod
+                    try:
+                        loader_spec.loader.exec_module(mod)
+                    except BaseException:
+                        del sys.modules[mod_name]
+                        raise
+            else:
+                mod = importlib.import_module(module)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the study's own code can raise anything on import
+            raise ConfigError(f"cannot import {module} for model {name!r} ({self.path}): "
+                              f"{type(exc).__name__}: {exc}") from exc
+        fn = getattr(mod, function, None)
+        if not callable(fn):
+            raise ConfigError(f"{module} has no function {function!r} (builder of model "
+                              f"{name!r} in {self.path}){suggest(function, dir(mod))}")
+        return fn
+
+    def builder_files(self) -> list[Path]:
+        """The study's own Python files the builders live in (their folders' .py files)."""
+        folders = {(self.root / m.builder.partition(":")[0]).resolve().parent
+                   for m in self.models.values() if m.builder.partition(":")[0].endswith(".py")}
+        return sorted(p for folder in folders for p in folder.glob("*.py"))
+
+
+def builder_source(study: Study, function: str) -> str:
+    """The source of a function in the study's builder files, read without importing."""
+    for path in study.builder_files():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
+                return ast.get_source_segment(path.read_text(), node) or ""
+    raise ConfigError(f"no function {function!r} in the study's code "
+                      f"({', '.join(p.name for p in study.builder_files())})")
+
+
+def builder_kwargs(fn: Callable[..., Any], available: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments a builder names among image_size, weights and parent."""
+    params = inspect.signature(fn).parameters
+    unknown = [p for p in params if p not in BUILDER_ARGS
+               and params[p].default is inspect.Parameter.empty]
+    if unknown:
+        raise ConfigError(f"builder {fn.__qualname__} asks for {unknown}; a builder may take "
+                          f"only {', '.join(BUILDER_ARGS)}")
+    return {k: v for k, v in available.items() if k in params}
+
+
+TOP_KEYS = {"title", "data", "profiles", "models", "claims"}
+DATA_KEYS = {"name", "url", "classes", "grid_rows"}
+PROFILE_KEYS = {"description", "train_per_class", "validation_per_class", "synthetic"}
+MODEL_KEYS = {"title", "builder", "epochs", "weights", "starts_from", "colour", "description"}
+CLAIM_KEYS = {"model", "metric", "low", "high", "text"}
+METRICS = ("val_accuracy", "test_accuracy")
+
+
+class _Check:
+    """Validation helpers that name the file and the place in it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, what: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {where}: {what}")
+
+    def mapping(self, value: Any, where: str, keys: set[str],
+                required: tuple[str, ...] = ()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a mapping of {', '.join(sorted(keys))}, "
+                                   f"got {type(value).__name__}")
+        for key in value:
+            if key not in keys:
+                raise self.fail(where, f"unknown key {key!r}{suggest(key, sorted(keys))}; "
+                                       f"allowed: {', '.join(sorted(keys))}")
+        for key in required:
+            if value.get(key) in (None, ""):
+                raise self.fail(where, f"{key!r} is required")
+        return value
+
+    def count(self, value: Any, where: str) -> int | None:
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise self.fail(where, f"expected a positive whole number, got {value!r}")
+        return value
+
+
+def _data(check: _Check, raw: Any) -> DataSpec:
+    raw = check.mapping(raw, "data", DATA_KEYS, ("name", "classes"))
+    classes = raw["classes"]
+    if (not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes)
+            or not all(isinstance(c, str) and c for c in classes)):
+        raise check.fail("data.classes", f"expected two or more distinct folder names, got "
+                                          f"{classes!r}")
+    rows = raw.get("grid_rows") or classes
+    if not isinstance(rows, list) or any(r not in classes for r in rows):
+        raise check.fail("data.grid_rows", f"expected class names among {classes}, got {rows!r}")
+    return DataSpec(str(raw["name"]), raw.get("url"), tuple(classes), tuple(rows))
+
+
+def _profile(check: _Check, name: str, raw: Any) -> ProfileSpec:
+    where = f"profiles.{name}"
+    raw = check.mapping(raw or {}, where, PROFILE_KEYS)
+    synthetic = raw.get("synthetic", False)
+    if not isinstance(synthetic, bool):
+        raise check.fail(f"{where}.synthetic", f"expected true or false, got {synthetic!r}")
+    return ProfileSpec(name, str(raw.get("description", "")),
+                       check.count(raw.get("train_per_class"), f"{where}.train_per_class"),
+                       check.count(raw.get("validation_per_class"),
+                                   f"{where}.validation_per_class"), synthetic)
+
+
+def _model(check: _Check, name: str, raw: Any, index: int,
+           profiles: Mapping[str, ProfileSpec]) -> ModelSpec:
+    where = f"models.{name}"
+    if not NAME.match(name):
+        raise check.fail(where, "a model name is letters, digits and underscores")
+    raw = check.mapping(raw, where, MODEL_KEYS, ("builder", "epochs"))
+    builder = str(raw["builder"])
+    module, _, function = builder.partition(":")
+    if not module or not function.isidentifier():
+        raise check.fail(f"{where}.builder", f"expected FILE.py:function or "
+                                             f"package.module:function, got {builder!r}")
+    if module.endswith(".py") and not (check.path.parent / module).is_file():
+        raise check.fail(f"{where}.builder", f"{module} does not exist next to {check.path.name}")
+    epochs = raw["epochs"]
+    if not isinstance(epochs, dict):
+        raise check.fail(f"{where}.epochs", f"expected {{profile: N}}, got {epochs!r}")
+    for profile, n in epochs.items():
+        if profile not in profiles:
+            raise check.fail(f"{where}.epochs", f"unknown profile {profile!r}"
+                                                f"{suggest(profile, profiles)}")
+        check.count(n, f"{where}.epochs.{profile}")
+    weights = raw.get("weights")
+    if weights is not None and weights not in BASES:
+        raise check.fail(f"{where}.weights", f"unknown base {weights!r}{suggest(weights, BASES)}"
+                                             f"; known: {', '.join(BASES)}")
+    colour = raw.get("colour") or PALETTE[index % len(PALETTE)]
+    if not COLOUR.match(str(colour)):
+        raise check.fail(f"{where}.colour", f"expected #rrggbb, got {colour!r}")
+    return ModelSpec(name, str(raw.get("title") or name), builder, dict(epochs), str(colour),
+                     weights, raw.get("starts_from"), str(raw.get("description", "")))
+
+
+def _claim(check: _Check, i: int, raw: Any, models: Mapping[str, ModelSpec]) -> Claim:
+    where = f"claims[{i}]"
+    raw = check.mapping(raw, where, CLAIM_KEYS, ("model", "metric", "low", "high"))
+    if raw["model"] not in models:
+        raise check.fail(f"{where}.model", f"unknown model {raw['model']!r}"
+                                           f"{suggest(raw['model'], models)}")
+    if raw["metric"] not in METRICS:
+        raise check.fail(f"{where}.metric", f"expected one of {', '.join(METRICS)}")
+    low, high = raw["low"], raw["high"]
+    if not all(isinstance(v, int | float) and 0 <= v <= 1 for v in (low, high)) or low > high:
+        raise check.fail(where, f"low and high are fractions with low <= high, got "
+                                f"{low!r}, {high!r}")
+    return Claim(raw["model"], raw["metric"], float(low), float(high), str(raw.get("text", "")))
+
+
+def _check_parents(check: _Check, models: Mapping[str, ModelSpec]) -> None:
+    for spec in models.values():
+        seen = [spec.name]
+        parent = spec.starts_from
+        while parent is not None:
+            if parent not in models:
+                raise check.fail(f"models.{spec.name}.starts_from",
+                                 f"unknown model {parent!r}{suggest(parent, models)}")
+            if parent in seen:
+                raise check.fail(f"models.{spec.name}.starts_from",
+                                 f"a cycle: {' -> '.join(seen + [parent])}")
+            seen.append(parent)
+            parent = models[parent].starts_from
+
+
+_CACHE: dict[tuple[str, int, int], Study] = {}
+
+
+def load(path: Path) -> Study:
+    """Read and validate a study.yml (cached while the file is unchanged)."""
+    path = Path(path).expanduser().absolute()
+    try:
+        st = path.stat()
+    except OSError:
+        raise ConfigError(f"no study declaration at {path}; a project needs a {STUDY_FILE} "
+                          "beside mkdocs.yml (see the README, 'Add a model'), or pass "
+                          "--project to the folder that has one") from None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key in _CACHE:
+        return _CACHE[key]
+    check = _Check(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is not readable YAML: {exc}") from exc
+    raw = check.mapping(raw, "top level", TOP_KEYS, ("data", "profiles", "models"))
+    data = _data(check, raw["data"])
+    if not isinstance(raw["profiles"], dict):
+        raise check.fail("profiles", "expected a mapping of profile names")
+    profiles = {n: _profile(check, n, p) for n, p in raw["profiles"].items()}
+    if not isinstance(raw["models"], dict) or not raw["models"]:
+        raise check.fail("models", "expected a mapping of one or more models")
+    models = {n: _model(check, n, m, i, profiles) for i, (n, m) in enumerate(raw["models"].items())}
+    _check_parents(check, models)
+    claims = tuple(_claim(check, i, c, models) for i, c in enumerate(raw.get("claims") or []))
+    study = Study(path, str(raw.get("title", "")), data, profiles, models, claims)
+    _CACHE[key] = study
+    return study

@@ -1,0 +1,62 @@
+"""Pretrained base weights a study's model may declare (`weights: mobilenet_v2`): where the
+file comes from (--weights, CATDOG_WEIGHTS, Keras's cache, Keras's download) and its id."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .cache import file_digest
+from .errors import WeightsError
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+FILES = {"mobilenet_v2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"}
+
+
+def file_name(base: str, image_size: int) -> str:
+    """The Keras weights file name of a base at an image size."""
+    return FILES[base].format(size=image_size)
+
+
+def check_weights_file(path: Path, base: str = "mobilenet_v2", image_size: int = 160) -> Path:
+    """Fail clearly when a weights file is missing or not HDF5."""
+    path = Path(path).expanduser()
+    name = file_name(base, image_size)
+    if not path.is_file():
+        raise WeightsError(f"the {base} weights file {path} does not exist; pass "
+                           f"--weights PATH or set CATDOG_WEIGHTS to a local {name}")
+    with open(path, "rb") as fh:
+        if fh.read(8) != HDF5_MAGIC:
+            raise WeightsError(f"{path} is not an HDF5 weights file; pass the Keras "
+                               f"{name} (it starts with the HDF5 signature)")
+    return path
+
+
+def resolve(settings: Any) -> tuple[str | None, str]:
+    """The base weights the study's models that declare one use, and their description:
+    a local file, Keras's imagenet (cache or download), or none for an offline demo."""
+    bases = {m.weights for m in settings.study.models.values() if m.weights}
+    if not bases:
+        return None, ""
+    base = sorted(bases)[0]
+    for given, how in ((settings.weights, "--weights"),
+                       (os.environ.get("CATDOG_WEIGHTS"), "CATDOG_WEIGHTS")):
+        if given:
+            path = check_weights_file(Path(given), base, settings.image_size).resolve()
+            return str(path), f"ImageNet weights from the local file {path.name} ({how})"
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    if (home / "models" / file_name(base, settings.image_size)).is_file():
+        return "imagenet", "ImageNet weights from Keras's cache"
+    if settings.profile_spec.synthetic:
+        return None, "no ImageNet weights (offline demo): the base is untrained"
+    return "imagenet", "ImageNet weights downloaded by Keras"
+
+
+def weights_id(weights: str | Path | None) -> str:
+    """What the base weights were: a file's checksum, 'imagenet' or 'random'."""
+    if weights is None:
+        return "random"
+    if str(weights) == "imagenet":
+        return "imagenet"
+    return "sha256:" + file_digest(Path(weights))

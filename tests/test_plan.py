@@ -1,0 +1,72 @@
+"""The plan: pure, no TensorFlow, no kernel. Pages' needs come from parsing their code."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from catdog_report import study
+from catdog_report.errors import ConfigError, PageError
+from catdog_report.plan import Needs, make_plan, page_needs
+from test_study import write_study
+
+
+def test_needs_come_from_the_ast_not_from_substrings() -> None:
+    cells = [
+        'st = study()\nrun = st.fit("small")  # st.fit("ghost") in a comment does not count',
+        'text = "st.fit(\'fake\') and runs_in_build in a string"\nmodel.fit(x, y)',
+        "%matplotlib inline\nruns = st.runs_in_build()",
+        'again = st.fit("small")\nother = st.fit(name)  # not a literal: not a need',
+    ]
+    assert page_needs(cells, "page x.md") == Needs(("small",), True)
+    assert page_needs(['print("runs_in_build", ".fit(")'], "y") == Needs((), False)
+
+
+def test_a_cell_that_is_not_python_names_the_page_and_cell() -> None:
+    with pytest.raises(PageError, match=r"page z.md: code cell 2 is not valid Python"):
+        page_needs(["x = 1", "def broken(:"], "page z.md")
+
+
+def _pages(*needs: Needs) -> list[tuple[str, Path, str, Needs]]:
+    return [(f"p{i}", Path(f"content/p{i}.md"), f"text {i}", n) for i, n in enumerate(needs)]
+
+
+def test_runs_in_dependency_order_and_page_keys(tmp_path: Path) -> None:
+    s = study.load(write_study(tmp_path))
+    plan = make_plan(s, _pages(Needs(()), Needs(("tuned",))), {}, {"x": 1})
+    assert plan.runs == ["small", "tuned"]  # the parent trains first
+    assert plan.pages[1].runs == ("tuned",) and plan.pages[1].key is None  # key: later
+    assert plan.pages[0].key is not None  # shows no run: known now
+    known = {"small": "a" * 64, "tuned": "b" * 64}
+    again = make_plan(s, _pages(Needs(()), Needs(("tuned",))), known, {"x": 1})
+    assert again.pages[1].key is not None and again.to_train == []
+    other = make_plan(s, _pages(Needs(()), Needs(("tuned",))), known | {"tuned": "c" * 64},
+                      {"x": 1})
+    assert other.pages[1].key != again.pages[1].key  # a page's key holds its runs' keys
+    assert other.pages[0].key == again.pages[0].key
+
+
+def test_a_page_reading_the_runs_needs_every_model(tmp_path: Path) -> None:
+    s = study.load(write_study(tmp_path))
+    plan = make_plan(s, _pages(Needs(("small",)), Needs((), True)), {}, {})
+    assert plan.runs == ["small", "tuned"] and plan.pages[1].runs == ("small", "tuned")
+
+
+def test_a_page_fitting_an_undeclared_model_fails_before_training(tmp_path: Path) -> None:
+    s = study.load(write_study(tmp_path))
+    with pytest.raises(ConfigError, match=r"page p1.md fits model 'smal' \(did you mean "
+                                          r"'small'\?\), which study.yml does not declare"):
+        make_plan(s, _pages(Needs(()), Needs(("smal",))), {}, {})
+
+
+def test_planning_imports_no_tensorflow(tmp_path: Path) -> None:
+    path = write_study(tmp_path)
+    code = (f"import sys; from catdog_report import study, plan; "
+            f"s = study.load({str(path)!r}); "
+            f"plan.make_plan(s, [('p', __import__('pathlib').Path('p.md'), 't', "
+            f"plan.page_needs(['st.fit(\\'tuned\\')'], 'p'))], {{}}, {{}}); "
+            f"print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "False"]
