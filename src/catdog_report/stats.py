@@ -1,0 +1,347 @@
+"""Pure statistics for the report: intervals on accuracies and exact paired tests between models.
+
+No SciPy: the normal quantile and the binomial tail are written here, exactly where an exact
+form exists (the McNemar p-value is computed in integer arithmetic), and to double precision
+where it does not (the normal quantile, refined from Acklam's approximation by a Halley step).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import statistics
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+# Acklam's rational approximation of the inverse normal CDF (relative error < 1.15e-9),
+# https://web.archive.org/web/20151030215612/http://home.online.no/~pjacklam/notes/invnorm/
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+      6.680131188771972e01, -1.328068155288572e01)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
+      3.754408661907416e00)
+_P_LOW = 0.02425  # below this, Acklam switches to the tail form
+_SQRT2 = math.sqrt(2.0)
+_SQRT2PI = math.sqrt(2.0 * math.pi)
+
+
+def _count(value: int, name: str) -> int:
+    """A non-negative integer count, or ValueError naming it."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer count, got a bool ({value!r})")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer count, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {number}")
+    return number
+
+
+def _acklam(p: float) -> float:
+    """Acklam's approximation of the standard normal quantile for 0 < p <= 0.5."""
+    if p < _P_LOW:
+        q = math.sqrt(-2.0 * math.log(p))
+        num = ((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]
+        den = (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
+        return num / den
+    q = p - 0.5
+    r = q * q
+    num = (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q
+    den = ((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0
+    return num / den
+
+
+def _normal_quantile(p: float) -> float:
+    """Standard normal quantile (inverse CDF) to about double precision, for 0 < p < 1."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"normal quantile needs 0 < p < 1, got {p!r}")
+    if p > 0.5:
+        return -_normal_quantile(1.0 - p)  # work in the lower tail, where erfc keeps precision
+    x = _acklam(p)
+    # one Halley step on Phi(x) - p, with Phi(x) = erfc(-x / sqrt 2) / 2
+    e = 0.5 * math.erfc(-x / _SQRT2) - p
+    u = e * _SQRT2PI * math.exp(0.5 * x * x)
+    return x - u / (1.0 + 0.5 * x * u)
+
+
+def _two_sided_z(confidence: float) -> float:
+    """The z with P(|Z| <= z) = confidence for a standard normal Z."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    return -_normal_quantile((1.0 - confidence) / 2.0)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (no continuity correction).
+
+    The interval is the set of proportions ``p`` whose score test of ``successes`` out of ``n``
+    is not rejected at the two-sided level ``1 - confidence``:
+
+    ``(2x + z^2 -+ z * sqrt(z^2 + 4x(n - x)/n)) / (2(n + z^2))``
+
+    with ``z`` the two-sided normal quantile (1.959963984540054 for 95%). Unlike the Wald
+    interval it stays inside [0, 1] and does not collapse to a point at 0 or n successes.
+    This is method 3 of Newcombe (1998), Statistics in Medicine 17:857-872.
+
+    Args:
+        successes: number of successes (e.g. correctly classified photos), 0 <= successes <= n.
+        n: number of trials (e.g. test photos), at least 1.
+        confidence: two-sided confidence level, strictly between 0 and 1.
+
+    Returns:
+        (low, high) as proportions in [0, 1].
+
+    Raises:
+        ValueError: for n == 0, negative or non-integer counts, successes > n, or a confidence
+            outside (0, 1).
+    """
+    n = _count(n, "n")
+    successes = _count(successes, "successes")
+    if n == 0:
+        raise ValueError("wilson_interval needs n >= 1 trials; an interval on 0 trials is "
+                         "undefined (was the test set empty?)")
+    if successes > n:
+        raise ValueError(f"successes ({successes}) cannot exceed n ({n})")
+    z = _two_sided_z(confidence)
+    z2 = z * z
+    centre = 2.0 * successes + z2
+    spread = z * math.sqrt(z2 + 4.0 * successes * (n - successes) / n)
+    denominator = 2.0 * (n + z2)
+    low = 0.0 if successes == 0 else (centre - spread) / denominator
+    high = 1.0 if successes == n else (centre + spread) / denominator
+    return max(0.0, low), min(1.0, high)
+
+
+def _binomial_half_lower_tail(k: int, n: int) -> int:
+    """Sum of C(n, i) for i = 0..k, exactly, as an integer (the tail of Bin(n, 1/2) times 2^n)."""
+    term = 1
+    total = 1
+    for i in range(k):
+        term = term * (n - i) // (i + 1)  # C(n, i+1) from C(n, i); the division is exact
+        total += term
+    return total
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact (binomial) two-sided McNemar p-value from the two discordant counts.
+
+    Under the null hypothesis that both classifiers have the same error rate, each of the
+    ``b + c`` discordant pairs is equally likely to go either way, so ``min(b, c)`` is a draw
+    from Binomial(b + c, 1/2) and
+
+    ``p = min(1, 2 * P(X <= min(b, c)))``,  X ~ Binomial(b + c, 1/2).
+
+    The tail is summed in integer arithmetic and divided once (Python's int / int is correctly
+    rounded), so there is neither overflow nor underflow for thousands of discordant pairs;
+    only a p-value below the smallest float (about 5e-324) comes back as 0.0.
+
+    Args:
+        b: pairs where A is right and B is wrong.
+        c: pairs where A is wrong and B is right.
+
+    Returns:
+        The p-value in [0, 1]; 1.0 when there are no discordant pairs (b + c == 0).
+
+    Raises:
+        ValueError: for negative or non-integer counts.
+    """
+    b = _count(b, "b")
+    c = _count(c, "c")
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    if 2 * k >= n - 1:  # b == c, or they differ by one: twice the tail reaches 1
+        return 1.0
+    return min(1.0, 2 * _binomial_half_lower_tail(k, n) / 2**n)
+
+
+def paired_counts(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple[int, int]:
+    """Discordant counts of two classifiers scored on the same items, in the same order.
+
+    Args:
+        correct_a: per-item correctness of classifier A (truthy = right).
+        correct_b: per-item correctness of classifier B, aligned with ``correct_a``.
+
+    Returns:
+        (b, c): b counts items A got right and B got wrong, c items A got wrong and B right.
+
+    Raises:
+        ValueError: when the two sequences differ in length (both lengths are named).
+    """
+    if len(correct_a) != len(correct_b):
+        raise ValueError(f"paired correctness must have equal lengths: correct_a has "
+                         f"{len(correct_a)} items, correct_b has {len(correct_b)}")
+    b = c = 0
+    for a_right, b_right in zip(correct_a, correct_b, strict=True):
+        if a_right and not b_right:
+            b += 1
+        elif b_right and not a_right:
+            c += 1
+    return b, c
+
+
+def mcnemar_matrix(correct: Mapping[str, Sequence[bool]]) -> pd.DataFrame:
+    """Exact McNemar p-values between every ordered pair of models on the same test photos.
+
+    Args:
+        correct: model name -> per-photo correctness, every sequence over the same photos in
+            the same order.
+
+    Returns:
+        A square DataFrame, rows and columns in the mapping's order, entry (i, j) the exact
+        McNemar p-value of model i against model j (symmetric); the diagonal is NaN.
+
+    Raises:
+        ValueError: when two models were scored on different numbers of photos.
+    """
+    names = list(correct)
+    matrix = pd.DataFrame(math.nan, index=pd.Index(names, name="model"),
+                          columns=pd.Index(names, name="versus"), dtype=float)
+    for i, row in enumerate(names):
+        for j, col in enumerate(names):
+            if i != j:
+                matrix.iloc[i, j] = mcnemar_exact(*paired_counts(correct[row], correct[col]))
+    return matrix
+
+
+def _check_seeds(correct_a: Sequence[Sequence[bool]],
+                 correct_b: Sequence[Sequence[bool]]) -> None:
+    """ValueError unless both models have the same, non-zero number of seeds."""
+    if len(correct_a) != len(correct_b):
+        raise ValueError(f"seeds are paired by index: correct_a has {len(correct_a)} seeds, "
+                         f"correct_b has {len(correct_b)}")
+    if len(correct_a) == 0:
+        raise ValueError("no seeds given: need at least one seed pair")
+
+
+def pooled_mcnemar(correct_a: Sequence[Sequence[bool]],
+                   correct_b: Sequence[Sequence[bool]]) -> tuple[int, int, float]:
+    """Exact McNemar test on discordant counts pooled over seed pairs.
+
+    Seed i of model A is paired with seed i of model B, both scored on the same test photos.
+    The discordant counts of each seed pair are summed, b = sum of b_i and c = sum of c_i, and
+    the exact McNemar p-value is computed on (b, c).
+
+    What this tests: the null hypothesis that, over these training seeds, a photo on which the
+    two models disagree is equally likely to be one that A gets right as one that B gets right,
+    i.e. that A and B have the same error rate on this test set.
+
+    Caveat: the same test photos recur in every seed pair, so the pooled pairs are not
+    independent (an easy or hard photo counts once per seed). The binomial null treats them
+    as independent, so the pooled p-value is optimistic (too small) and must be reported as
+    such, e.g. "pooled over 3 seeds, p = 0.01 (optimistic: photos repeat across seeds)".
+    Report :func:`seedwise_mcnemar` alongside it ("significant in k of n seed pairs").
+
+    Args:
+        correct_a: per seed, the per-photo correctness of model A.
+        correct_b: per seed, the per-photo correctness of model B, aligned with correct_a.
+
+    Returns:
+        (b, c, p): pooled count of photos A right and B wrong, of A wrong and B right, and
+        the exact McNemar p-value on them.
+
+    Raises:
+        ValueError: for different numbers of seeds, no seeds, or a seed pair scored on
+            different numbers of photos.
+    """
+    _check_seeds(correct_a, correct_b)
+    b = c = 0
+    for seed_a, seed_b in zip(correct_a, correct_b, strict=True):
+        b_i, c_i = paired_counts(seed_a, seed_b)
+        b += b_i
+        c += c_i
+    return b, c, mcnemar_exact(b, c)
+
+
+def seedwise_mcnemar(correct_a: Sequence[Sequence[bool]],
+                     correct_b: Sequence[Sequence[bool]]) -> list[float]:
+    """Exact McNemar p-value of each seed pair separately (seed i of A against seed i of B).
+
+    Each p-value is a valid test on its own (its pairs are distinct photos), so a page can say
+    "significant in k of n seed pairs" without the dependence problem of :func:`pooled_mcnemar`.
+
+    Args:
+        correct_a: per seed, the per-photo correctness of model A.
+        correct_b: per seed, the per-photo correctness of model B, aligned with correct_a.
+
+    Returns:
+        One p-value per seed pair, in seed order.
+
+    Raises:
+        ValueError: for different numbers of seeds, no seeds, or a seed pair scored on
+            different numbers of photos.
+    """
+    _check_seeds(correct_a, correct_b)
+    return [mcnemar_exact(*paired_counts(seed_a, seed_b))
+            for seed_a, seed_b in zip(correct_a, correct_b, strict=True)]
+
+
+def mean_std_range(values: Sequence[float]) -> dict[str, float | int]:
+    """Mean, sample standard deviation, minimum, maximum and count of some values.
+
+    Args:
+        values: at least one number (e.g. one test accuracy per seed).
+
+    Returns:
+        ``{"mean", "std", "min", "max", "n"}``; std is the sample standard deviation
+        (ddof = 1), NaN when there is only one value.
+
+    Raises:
+        ValueError: when ``values`` is empty.
+    """
+    numbers = [float(v) for v in values]
+    if not numbers:
+        raise ValueError("mean_std_range needs at least one value")
+    std = statistics.stdev(numbers) if len(numbers) > 1 else math.nan
+    return {"mean": statistics.fmean(numbers), "std": std, "min": min(numbers),
+            "max": max(numbers), "n": len(numbers)}
+
+
+def verdict(value_low: float, value_high: float, claim_low: float, claim_high: float) -> str:
+    """Compare a measured interval with a claimed range.
+
+    The intervals are closed, so touching end points count as overlapping.
+
+    Args:
+        value_low: low end of the measured interval (e.g. a Wilson interval or the min over
+            the last epochs).
+        value_high: high end of the measured interval.
+        claim_low: low end of the claimed range.
+        claim_high: high end of the claimed range.
+
+    Returns:
+        "above" when value_low > claim_high, "below" when value_high < claim_low, else
+        "inside" (the intervals overlap).
+
+    Raises:
+        ValueError: when an interval has its low end above its high end, or an end is NaN.
+    """
+    for name, low, high in (("value", value_low, value_high), ("claim", claim_low, claim_high)):
+        if not low <= high:
+            raise ValueError(f"{name} interval must have low <= high, got ({low!r}, {high!r})")
+    if value_low > claim_high:
+        return "above"
+    if value_high < claim_low:
+        return "below"
+    return "inside"
+
+
+def format_interval(p: float, low: float, high: float) -> str:
+    """Proportions as a percentage with its interval, e.g. ``"93.5% (89.2–96.2)"``.
+
+    Args:
+        p: point estimate as a proportion (0.935 for 93.5%).
+        low: low end of the interval, as a proportion.
+        high: high end of the interval, as a proportion.
+
+    Returns:
+        One decimal each, an en dash between the ends, the percent sign only after the point
+        estimate.
+    """
+    return f"{100 * p:.1f}% ({100 * low:.1f}\u2013{100 * high:.1f})"

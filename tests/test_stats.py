@@ -1,0 +1,319 @@
+"""Tests of the pure statistics module against published values and independent derivations."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pandas as pd
+import pytest
+
+from catdog_report import stats
+
+Z_975 = 1.959963984540054  # standard normal 0.975 quantile
+
+
+def bisect_quantile(p: float) -> float:
+    """Normal quantile by bisection on Phi(x) = erfc(-x / sqrt 2) / 2: slow, simple, independent."""
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def exact_mcnemar(b: int, c: int) -> Fraction:
+    """Exact McNemar p-value as a Fraction, from the binomial pmf recurrence (no math.comb)."""
+    n, k = b + c, min(b, c)
+    pmf = Fraction(1, 2**n)
+    tail = Fraction(0)
+    for i in range(k + 1):
+        tail += pmf
+        pmf = pmf * (n - i) / (i + 1)
+    return min(Fraction(1), 2 * tail)
+
+
+def wilson_closed_form(x: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson bounds as centre -+ half-width (Wilson 1927), written differently from the module."""
+    p = x / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+# --- normal quantile -------------------------------------------------------------------------
+
+def test_normal_quantile_known_values() -> None:
+    assert stats._normal_quantile(0.975) == pytest.approx(Z_975, abs=1e-12)
+    assert stats._two_sided_z(0.95) == pytest.approx(Z_975, abs=1e-12)
+    assert stats._normal_quantile(0.995) == pytest.approx(2.5758293035489004, abs=1e-12)
+    assert stats._normal_quantile(0.95) == pytest.approx(1.6448536269514722, abs=1e-12)
+    assert stats._two_sided_z(0.99) == pytest.approx(2.5758293035489004, abs=1e-12)
+    assert stats._normal_quantile(0.5) == 0.0
+
+
+@pytest.mark.parametrize("p", [1e-300, 1e-12, 1e-6, 0.001, 0.02, 0.02425, 0.03, 0.1, 0.3, 0.49,
+                               0.51, 0.7, 0.9, 0.97, 0.98, 0.999])
+def test_normal_quantile_matches_bisection(p: float) -> None:
+    assert stats._normal_quantile(p) == pytest.approx(bisect_quantile(p), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("k", [2, 3, 6, 10, 20, 40])
+def test_normal_quantile_is_antisymmetric(k: int) -> None:
+    p = 0.5**k  # 1 - p is exact in binary, so the two calls see mirrored inputs
+    x = stats._normal_quantile(p)
+    assert x < 0
+    assert stats._normal_quantile(1 - p) == pytest.approx(-x, abs=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5, math.nan])
+def test_normal_quantile_rejects_outside_open_unit_interval(bad: float) -> None:
+    with pytest.raises(ValueError, match="0 < p < 1"):
+        stats._normal_quantile(bad)
+
+
+# --- Wilson interval -------------------------------------------------------------------------
+
+# Newcombe RG (1998) "Two-sided confidence intervals for the single proportion: comparison of
+# seven methods", Statistics in Medicine 17:857-872, Table I, method 3 (score, no continuity
+# correction), 95%.
+NEWCOMBE_TABLE_I = [
+    (81, 263, 0.2553, 0.3662),
+    (15, 148, 0.0624, 0.1605),
+    (0, 20, 0.0000, 0.1611),
+    (1, 29, 0.0061, 0.1718),
+    (29, 29, 0.8830, 1.0000),
+]
+
+
+@pytest.mark.parametrize(("x", "n", "low", "high"), NEWCOMBE_TABLE_I)
+def test_wilson_matches_newcombe_table_i(x: int, n: int, low: float, high: float) -> None:
+    lo, hi = stats.wilson_interval(x, n)
+    assert round(lo, 4) == low
+    assert round(hi, 4) == high
+    ref_lo, ref_hi = wilson_closed_form(x, n, Z_975)
+    assert lo == pytest.approx(max(0.0, ref_lo), abs=1e-12)
+    assert hi == pytest.approx(min(1.0, ref_hi), abs=1e-12)
+
+
+def test_wilson_ends_are_exact_and_interval_is_mirrored() -> None:
+    assert stats.wilson_interval(0, 20)[0] == 0.0
+    assert stats.wilson_interval(20, 20)[1] == 1.0
+    for x, n in [(0, 20), (3, 17), (81, 263), (200, 200)]:
+        lo, hi = stats.wilson_interval(x, n)
+        mlo, mhi = stats.wilson_interval(n - x, n)
+        assert lo == pytest.approx(1 - mhi, abs=1e-12)
+        assert hi == pytest.approx(1 - mlo, abs=1e-12)
+        assert 0.0 <= lo <= x / n <= hi <= 1.0
+
+
+def test_wilson_confidence_widens_interval() -> None:
+    lo90, hi90 = stats.wilson_interval(81, 263, confidence=0.90)
+    lo95, hi95 = stats.wilson_interval(81, 263)
+    lo99, hi99 = stats.wilson_interval(81, 263, confidence=0.99)
+    assert lo99 < lo95 < lo90 < 81 / 263 < hi90 < hi95 < hi99
+    ref = wilson_closed_form(81, 263, 2.5758293035489004)
+    assert (lo99, hi99) == pytest.approx(ref, abs=1e-12)
+
+
+def test_wilson_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="n >= 1"):
+        stats.wilson_interval(0, 0)
+    with pytest.raises(ValueError, match="cannot exceed"):
+        stats.wilson_interval(5, 4)
+    with pytest.raises(ValueError, match=">= 0"):
+        stats.wilson_interval(-1, 4)
+    with pytest.raises(ValueError, match="integer"):
+        stats.wilson_interval(2.5, 4)  # type: ignore[arg-type]
+    for bad in (0.0, 1.0, 95):
+        with pytest.raises(ValueError, match="confidence"):
+            stats.wilson_interval(2, 4, confidence=bad)
+
+
+# --- McNemar ---------------------------------------------------------------------------------
+
+def test_mcnemar_small_published_values() -> None:
+    assert stats.mcnemar_exact(1, 9) == 2 * 11 / 1024  # 0.02148
+    assert round(stats.mcnemar_exact(1, 9), 5) == 0.02148
+    # Fagerland, Lydersen & Laake (2013) BMC Med Res Methodol 13:91, Table 1 (Bentur et al.,
+    # airway hyper-responsiveness before/after transplant): discordant 1 and 7, exact p = 0.070
+    assert stats.mcnemar_exact(1, 7) == 2 * 9 / 256
+    assert round(stats.mcnemar_exact(1, 7), 3) == 0.070
+    assert stats.mcnemar_exact(0, 5) == 2 / 32
+
+
+def test_mcnemar_no_or_balanced_discordance_is_one() -> None:
+    assert stats.mcnemar_exact(0, 0) == 1.0
+    assert stats.mcnemar_exact(7, 7) == 1.0
+    assert stats.mcnemar_exact(7, 8) == 1.0  # 2 * P(X <= 7 | n = 15) is exactly 1
+    assert stats.mcnemar_exact(0, 1) == 1.0
+    assert stats.mcnemar_exact(6, 9) == float(exact_mcnemar(6, 9)) < 1.0
+
+
+@pytest.mark.parametrize(("b", "c"), [(1, 9), (3, 20), (0, 12), (40, 61), (700, 760)])
+def test_mcnemar_is_symmetric(b: int, c: int) -> None:
+    assert stats.mcnemar_exact(b, c) == stats.mcnemar_exact(c, b)
+
+
+@pytest.mark.parametrize(("b", "c"), [(1400, 1600), (1490, 1510), (100, 1000), (0, 1000),
+                                      (12, 30), (2, 2)])
+def test_mcnemar_matches_independent_fraction_derivation(b: int, c: int) -> None:
+    # both sides are the correctly rounded float of the same exact rational, so equal exactly
+    assert stats.mcnemar_exact(b, c) == float(exact_mcnemar(b, c))
+
+
+def test_mcnemar_large_n_neither_overflows_nor_underflows() -> None:
+    # a float computation comb(n, k) * 0.5**n overflows (comb) or underflows (0.5**1100)
+    p = stats.mcnemar_exact(100, 1000)
+    assert 0.0 < p < 1e-150
+    assert stats.mcnemar_exact(0, 1000) == 2.0**-999
+    assert 0.0 < stats.mcnemar_exact(1400, 1600) < 0.001
+
+
+def test_mcnemar_shrinks_as_discordance_grows() -> None:
+    ps = [stats.mcnemar_exact(5, c) for c in range(6, 30)]
+    assert all(a > b for a, b in zip(ps, ps[1:], strict=False))
+
+
+def test_mcnemar_rejects_bad_counts() -> None:
+    with pytest.raises(ValueError, match="b must be >= 0"):
+        stats.mcnemar_exact(-1, 3)
+    with pytest.raises(ValueError, match="c must be an integer"):
+        stats.mcnemar_exact(1, 2.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bool"):
+        stats.mcnemar_exact(True, 3)
+
+
+# --- paired counts and the matrix ------------------------------------------------------------
+
+def test_paired_counts() -> None:
+    a = [True, True, False, False, True, True]
+    b = [True, False, True, False, False, True]
+    assert stats.paired_counts(a, b) == (2, 1)
+    assert stats.paired_counts(b, a) == (1, 2)
+    assert stats.paired_counts([1, 0, 1], [0, 0, 1]) == (1, 0)  # truthy ints / numpy bools
+    assert stats.paired_counts([], []) == (0, 0)
+
+
+def test_paired_counts_rejects_unequal_lengths_naming_both() -> None:
+    with pytest.raises(ValueError, match=r"3 items.*has 2"):
+        stats.paired_counts([True] * 3, [True] * 2)
+
+
+def test_mcnemar_matrix() -> None:
+    one = [True] * 10 + [True] * 10
+    two = [True] * 10 + [False] * 10  # vs one: b = 10, c = 0
+    three = [False] + [True] * 19  # vs one: b = 1, c = 0; vs two: b = 1, c = 10
+    m = stats.mcnemar_matrix({"model_one": one, "model_two": two, "model_three": three})
+    assert list(m.index) == ["model_one", "model_two", "model_three"]
+    assert list(m.columns) == list(m.index)
+    for name in m.index:
+        assert math.isnan(m.loc[name, name])
+    assert m.loc["model_one", "model_two"] == 2 / 1024
+    assert m.loc["model_one", "model_three"] == 1.0
+    assert m.loc["model_two", "model_three"] == 2 * (1 + 11) / 2048
+    off = ~pd.DataFrame(m.isna())
+    assert (m.where(off) == m.T.where(off)).sum().sum() == 6  # symmetric off the diagonal
+
+
+def test_mcnemar_matrix_keeps_mapping_order_and_checks_lengths() -> None:
+    m = stats.mcnemar_matrix({"b": [True, False], "a": [False, True]})
+    assert list(m.index) == ["b", "a"]
+    assert m.loc["b", "a"] == 1.0
+    with pytest.raises(ValueError, match="equal lengths"):
+        stats.mcnemar_matrix({"a": [True, False], "b": [True]})
+
+
+# --- several seeds ---------------------------------------------------------------------------
+
+SEEDS_A = [[True] * 8 + [False] * 2, [True] * 9 + [False], [True] * 7 + [False] * 3]
+SEEDS_B = [[True] * 4 + [False] * 6, [True] * 9 + [False], [False] * 3 + [True] * 7]
+
+
+def test_pooled_mcnemar_sums_discordant_counts() -> None:
+    # seed pairs: (4, 0), (0, 0), (3, 3) -> pooled (7, 3)
+    b, c, p = stats.pooled_mcnemar(SEEDS_A, SEEDS_B)
+    assert (b, c) == (7, 3)
+    assert p == stats.mcnemar_exact(7, 3) == float(exact_mcnemar(7, 3))
+    b2, c2, p2 = stats.pooled_mcnemar(SEEDS_B, SEEDS_A)
+    assert (b2, c2, p2) == (3, 7, p)
+
+
+def test_pooled_mcnemar_docstring_states_its_caveat() -> None:
+    doc = " ".join((stats.pooled_mcnemar.__doc__ or "").split())
+    assert "not independent" in doc
+    assert "optimistic" in doc
+
+
+def test_seedwise_mcnemar_is_per_seed_pair() -> None:
+    ps = stats.seedwise_mcnemar(SEEDS_A, SEEDS_B)
+    assert ps == [2 / 16, 1.0, 1.0]
+    assert stats.seedwise_mcnemar(SEEDS_B, SEEDS_A) == ps
+
+
+def test_seed_functions_reject_mismatched_seeds() -> None:
+    for fn in (stats.pooled_mcnemar, stats.seedwise_mcnemar):
+        with pytest.raises(ValueError, match=r"3 seeds.*has 2"):
+            fn(SEEDS_A, SEEDS_B[:2])
+        with pytest.raises(ValueError, match="no seeds"):
+            fn([], [])
+        with pytest.raises(ValueError, match="equal lengths"):
+            fn([[True, False]], [[True]])
+
+
+# --- summaries, verdicts, formatting ---------------------------------------------------------
+
+def test_mean_std_range() -> None:
+    s = stats.mean_std_range([0.8, 0.9, 1.0])
+    assert s["mean"] == pytest.approx(0.9)
+    assert s["std"] == pytest.approx(0.1)  # ddof = 1: sqrt(0.02 / 2)
+    assert (s["min"], s["max"], s["n"]) == (0.8, 1.0, 3)
+    assert set(s) == {"mean", "std", "min", "max", "n"}
+    t = stats.mean_std_range([2, 4, 4, 4, 5, 5, 7, 9])
+    assert t["std"] == pytest.approx(math.sqrt(32 / 7))  # population std would be 2
+
+
+def test_mean_std_range_one_value_and_empty() -> None:
+    s = stats.mean_std_range([0.75])
+    assert s["mean"] == 0.75 and s["min"] == 0.75 and s["max"] == 0.75 and s["n"] == 1
+    assert math.isnan(s["std"])
+    with pytest.raises(ValueError, match="at least one"):
+        stats.mean_std_range([])
+
+
+@pytest.mark.parametrize(("value", "claim", "expected"), [
+    ((0.70, 0.75), (0.72, 0.80), "inside"),   # partial overlap
+    ((0.60, 0.90), (0.72, 0.80), "inside"),   # value contains claim
+    ((0.73, 0.74), (0.72, 0.80), "inside"),   # claim contains value
+    ((0.80, 0.85), (0.72, 0.80), "inside"),   # boundary: value_low == claim_high
+    ((0.65, 0.72), (0.72, 0.80), "inside"),   # boundary: value_high == claim_low
+    ((0.81, 0.85), (0.72, 0.80), "above"),
+    ((0.8000001, 0.85), (0.72, 0.80), "above"),
+    ((0.60, 0.71), (0.72, 0.80), "below"),
+    ((0.60, 0.7199999), (0.72, 0.80), "below"),
+    ((0.75, 0.75), (0.75, 0.75), "inside"),   # points
+])
+def test_verdict(value: tuple[float, float], claim: tuple[float, float], expected: str) -> None:
+    assert stats.verdict(*value, *claim) == expected
+
+
+def test_verdict_rejects_reversed_intervals() -> None:
+    with pytest.raises(ValueError, match="value interval"):
+        stats.verdict(0.9, 0.8, 0.7, 0.8)
+    with pytest.raises(ValueError, match="claim interval"):
+        stats.verdict(0.7, 0.8, 0.9, 0.8)
+    with pytest.raises(ValueError, match="value interval"):
+        stats.verdict(math.nan, 0.8, 0.7, 0.8)
+
+
+def test_format_interval() -> None:
+    assert stats.format_interval(0.935, 0.892, 0.962) == "93.5% (89.2\u201396.2)"
+    assert stats.format_interval(1.0, 0.8830, 1.0) == "100.0% (88.3\u2013100.0)"
+    assert stats.format_interval(0.0, 0.0, 0.1611) == "0.0% (0.0\u201316.1)"
+    text = stats.format_interval(0.308, 0.2553, 0.3662)
+    assert text == "30.8% (25.5\u201336.6)"
+    assert text.count("%") == 1 and "-" not in text
