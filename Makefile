@@ -1,8 +1,10 @@
-# catdog-report: make install, make site (PROFILE=full|quick|demo), make demo, make test.
+# catdog-report: make install, make site (PROFILE=full|quick|demo, ENGINE=mkdocs|zensical),
+# make demo, make serve, make test.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= full
+ENGINE ?= mkdocs
 BUILD_ARGS ?=
 
 .PHONY: install site demo serve test test-fast lint bench clean
@@ -10,16 +12,16 @@ BUILD_ARGS ?=
 $(BIN)/catdog-report: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,zensical]"
 	touch $@
 
 install: $(BIN)/catdog-report
 
 site: install
-	$(BIN)/catdog-report build --profile $(PROFILE) $(BUILD_ARGS)
+	$(BIN)/catdog-report build --profile $(PROFILE) --engine $(ENGINE) $(BUILD_ARGS)
 
 demo: install
-	$(BIN)/catdog-report build --profile demo $(BUILD_ARGS)
+	$(BIN)/catdog-report build --profile demo --engine $(ENGINE) $(BUILD_ARGS)
 
 serve: install
 	$(BIN)/mkdocs serve -a 127.0.0.1:8000

@@ -53,16 +53,18 @@ def _path(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tiny quick-profile build of the project's pages; returns its site folder."""
+def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One tiny quick-profile build of the project's pages; returns its settings."""
     from catdog_report.build import build
     from catdog_report.config import Settings
 
     root = tmp_path_factory.mktemp("browser-build")
     project = root / "project"
     project.mkdir()
-    shutil.copytree(ROOT / "content", project / "content")
-    shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
+    shutil.copytree(ROOT / "content", project / "content",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("mkdocs.yml", "study.yml"):
+        shutil.copy(ROOT / name, project / name)
     data = make_images(root / "cats_and_dogs_filtered")
     # Module fixtures run outside conftest's per-test isolation: isolate the build here.
     with pytest.MonkeyPatch.context() as mp:
@@ -81,7 +83,29 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                    "model_four")})
         result = build(settings)
     assert result.published, "the tiny build did not publish a site"
-    return settings.site_dir
+    return settings
+
+
+@pytest.fixture(scope="module", params=["mkdocs", "zensical"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every browser test runs on the site of each engine (Material for MkDocs, Zensical)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def site_dir(tiny_build: Any, engine: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny build's site rendered by one engine (pages come from the page cache)."""
+    from catdog_report.build import build
+
+    settings = tiny_build.replace(engine=engine)
+    with pytest.MonkeyPatch.context() as mp:
+        for var in [v for v in os.environ if v.startswith("CATDOG_")]:
+            mp.delenv(var)
+        result = build(settings)
+    assert all(page.cached for page in result.pages), "a second engine re-executed a page"
+    out = tmp_path_factory.mktemp(f"site-{engine}") / "site"
+    shutil.copytree(settings.site_dir, out)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +217,23 @@ def test_footer_next_links_walk_the_nav_in_order(visit: Visit, base_url: str) ->
     assert problems.as_dict() == {}
 
 
-def test_search_for_mobilenetv2_finds_model_four(visit: Visit) -> None:
+def test_search_for_mobilenetv2_finds_model_four(visit: Visit, engine: str) -> None:
     page, problems = visit("index")
+    if engine == "zensical":  # a search button opens a dialog in a shadow root
+        page.locator("button.md-search__button").filter(visible=True).first.click()
+        page.keyboard.type("MobileNetV2", delay=30)
+        hrefs: list[str] = []
+        for _ in range(50):
+            hrefs = page.evaluate(
+                "() => Array.from(document.querySelectorAll('*')).filter(e => e.shadowRoot)"
+                ".flatMap(e => Array.from(e.shadowRoot.querySelectorAll('a[href]')))"
+                ".map(a => a.href)")
+            if any("/model-four/" in href for href in hrefs):
+                break
+            page.wait_for_timeout(100)
+        assert any(urlsplit(h).path.endswith("/model-four/") for h in hrefs), hrefs
+        assert problems.as_dict() == {}
+        return
     search = page.locator("input.md-search__input")
     if not search.is_visible():
         page.locator('label.md-header__button[for="__search"]').click()
@@ -250,11 +289,11 @@ def test_palette_toggle_switches_to_slate_and_figures_stay_visible(visit: Visit)
     assert problems.as_dict() == {}
 
 
-def test_full_page_screenshots(visit: Visit) -> None:
+def test_full_page_screenshots(visit: Visit, engine: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for name in PAGES:
         page, _ = visit(name)
-        path = SCREENSHOTS / f"{name}.png"
+        path = SCREENSHOTS / f"{engine}-{name}.png"
         page.screenshot(path=str(path), full_page=True)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert path.stat().st_size > 5_000, f"{name}: suspiciously small screenshot"

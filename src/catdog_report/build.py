@@ -345,7 +345,8 @@ def _build(settings: Settings) -> BuildResult:
         "pages": [{"name": n.name, "cached": n.page.cached, "seconds": n.page.seconds,
                    "runs": list(n.runs)} for n in plan.pages if n.page]},
         indent=1, sort_keys=True))
-    result.published = site.publish(settings.project_dir, settings.site_dir, docs)
+    result.published = site.publish(settings.project_dir, settings.site_dir, docs,
+                                    settings.engine)
     result.seconds = time.perf_counter() - t0
     return result
 

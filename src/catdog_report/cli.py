@@ -60,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", "-j", type=int, default=os.environ.get("CATDOG_JOBS", "2"),
                    help="pages executed at once, each in its own kernel (default 2, or "
                         "CATDOG_JOBS)")
+    b.add_argument("--engine", default=os.environ.get("CATDOG_ENGINE", "mkdocs"),
+                   help="site engine: mkdocs (Material for MkDocs, the default) or zensical "
+                        "(its successor; or CATDOG_ENGINE)")
     b.add_argument("--keep-going", action="store_true",
                    help="execute every page even if one fails, then fail with a summary")
     c = sub.add_parser("check-site", help="check every link and image in site/ resolves")
@@ -80,7 +83,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir, "weights": args.weights, "cache_dir": args.cache_dir,
         "epochs": _epochs(args.epochs), "seed": args.seed, "strategy": args.strategy,
         "image_size": args.image_size, "batch_size": args.batch_size,
-        "keep_going": args.keep_going, "jobs": args.jobs})
+        "keep_going": args.keep_going, "jobs": args.jobs, "engine": args.engine})
     result = build(settings)
     executed = [p.name for p in result.pages if not p.cached]
     log.info("built %d pages in %.1f s (%d executed: %s); site %s", len(result.pages),

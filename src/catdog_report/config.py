@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .engines import ENGINES
 from .errors import ConfigError
 from .study import STUDY_FILE, ProfileSpec, Study, load, suggest
 
@@ -45,9 +46,11 @@ class Settings:
     strategy: str = "none"
     keep_going: bool = False
     jobs: int = 2  # page kernels executing at once
+    engine: str = "mkdocs"  # the site engine: mkdocs (Material) or zensical
 
     def __post_init__(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
+        _choice("site engine", self.engine, ENGINES)
         if self.image_size < MIN_IMAGE_SIZE:
             raise ConfigError(f"image size {self.image_size} is too small; use at least "
                               f"{MIN_IMAGE_SIZE} (the walkthrough uses 160)")
@@ -129,6 +132,7 @@ def from_environment(overrides: Mapping[str, Any] | None = None) -> Settings:
             "weights": os.environ.get("CATDOG_WEIGHTS"),
             "cache_dir": os.environ.get("CATDOG_CACHE_DIR"),
             "strategy": os.environ.get("CATDOG_STRATEGY"),
+            "engine": os.environ.get("CATDOG_ENGINE"),
         }
         values.update({k: v for k, v in env.items() if v})
     values.update(overrides or {})

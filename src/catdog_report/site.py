@@ -73,32 +73,29 @@ def sync_docs(docs: Path, files: dict[str, bytes]) -> int:
     return written
 
 
-def docs_digest(docs: Path, project: Path) -> str:
-    """A hash of the generated docs and the MkDocs config."""
+def docs_digest(docs: Path, project: Path, engine: str = "mkdocs") -> str:
+    """A hash of the generated docs, the MkDocs config and the engine that renders them."""
     files = {p.relative_to(docs).as_posix(): file_digest(p) for p in sorted(docs.rglob("*"))
              if p.is_file() and p.name != DIGEST_FILE}
-    return digest({"docs": files, "config": (project / "mkdocs.yml").read_text()})
+    return digest({"docs": files, "config": (project / "mkdocs.yml").read_text(),
+                   "engine": engine})
 
 
-def publish(project: Path, site: Path, docs: Path) -> bool:
-    """Build the site with MkDocs into a temp folder and swap it in; False if up to date."""
-    wanted = docs_digest(docs, project)
+def publish(project: Path, site: Path, docs: Path, engine: str = "mkdocs") -> bool:
+    """Render the site with the engine (MkDocs or Zensical) into a temp folder and swap it
+    in; False if up to date."""
+    from .engines import render_site
+
+    wanted = docs_digest(docs, project, engine)
     marker = site / DIGEST_FILE
     if marker.is_file() and marker.read_text() == wanted:
-        log.info("site/ is up to date; MkDocs not run")
+        log.info("site/ is up to date; %s not run", engine)
         return False
-    from mkdocs.commands.build import build
-    from mkdocs.config import load_config
-    from mkdocs.exceptions import MkDocsException
-
     tmp = Path(tempfile.mkdtemp(dir=site.parent, prefix="site.tmp-"))
     try:
-        cfg = load_config(str(project / "mkdocs.yml"), site_dir=str(tmp), docs_dir=str(docs))
-        build(cfg)
+        render_site(engine, project / "mkdocs.yml", docs, tmp)
         (tmp / DIGEST_FILE).write_text(wanted)
         swap(tmp, site)
-    except MkDocsException as exc:
-        raise BuildError(f"MkDocs could not build the site: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return True
