@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.figure import Figure
 
 from catdog_report import figures
@@ -53,3 +54,39 @@ def test_confusion_and_gallery() -> None:
     gallery = figures.plot_misclassified([np.zeros((8, 8, 3))], rows, "Model one")
     assert [ax.get_title() for ax in gallery.axes if ax.get_images()] == [
         "true cats\npred dogs (80%)"]
+
+
+def test_seed_band_and_seed_histories() -> None:
+    runs = {"m": [{"val_accuracy": [0.5, 0.6]}, {"val_accuracy": [0.7, 0.8]}]}
+    fig = figures.plot_seed_band(runs, "val_accuracy", {"m": "Model"}, {"m": "#ff0000"}, 0.5)
+    ax = fig.axes[0]
+    assert ax.get_lines()[0].get_ydata().tolist() == pytest.approx([0.6, 0.7])  # the mean
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert min(band) == pytest.approx(0.5) and max(band) == pytest.approx(0.8)  # min–max
+    assert "mean of 2 seeds" in figures.alt_text(fig)
+    seeds = figures.plot_seed_histories(runs["m"], [0, 1], "Model")
+    assert [line.get_label() for line in seeds.axes[0].get_lines()] == ["seed 0", "seed 1"]
+
+
+def test_test_accuracy_bars_have_wilson_error_bars() -> None:
+    table = pd.DataFrame({"test acc": [0.935, 0.5], "test n": [200, 200]},
+                         index=["Model four", "Baseline"])
+    fig = figures.plot_test_accuracy(table, {"Model four": "#d62728"})
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches]
+    assert [round(b.get_width(), 3) for b in bars] == [0.5, 0.935]
+    segments = ax.collections[0].get_segments()  # one error bar per bar: (low, high)
+    lo, hi = segments[1][0][0], segments[1][1][0]
+    from catdog_report import stats
+
+    assert (lo, hi) == pytest.approx(stats.wilson_interval(187, 200))
+    assert "95% intervals" in figures.alt_text(fig)
+
+
+def test_significance_matrix_figure_marks_small_p() -> None:
+    p = pd.DataFrame([[float("nan"), 0.01], [0.01, float("nan")]], index=["A", "B"],
+                     columns=["A", "B"])
+    fig = figures.plot_significance(p)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["= 0.010*", "= 0.010*"]
+    assert "A vs B p = 0.010" in figures.alt_text(fig)

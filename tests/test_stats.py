@@ -317,3 +317,25 @@ def test_format_interval() -> None:
     text = stats.format_interval(0.308, 0.2553, 0.3662)
     assert text == "30.8% (25.5\u201336.6)"
     assert text.count("%") == 1 and "-" not in text
+
+
+def test_ranking_sentences_say_only_what_the_tests_support() -> None:
+    names = ["Four", "One", "Two", "Three"]
+    p = pd.DataFrame(1.0, index=names, columns=names)
+    for other in ("One", "Two", "Three"):
+        p.loc["Four", other] = p.loc[other, "Four"] = 1e-5
+    acc = {"One": 0.60, "Two": 0.665, "Three": 0.60, "Four": 0.935}
+    assert stats.ranking_sentences(acc, p, 200) == [
+        "Four is ahead of every other model (p < 0.001 against each).",
+        "Two, One and Three cannot be told apart on 200 test photos (p ≥ 0.05 for every pair)."]
+    p.loc["Four", "Two"] = p.loc["Two", "Four"] = 0.2
+    p.loc["Two", "Three"] = p.loc["Three", "Two"] = 0.01
+    said = stats.ranking_sentences(acc, p, 200)
+    assert said[0] == "Four scores highest, but not significantly above Two (p = 0.200)."
+    assert said[1:] == ["Two is ahead of Three (p = 0.010)."]
+    assert stats.ranking_sentences({"Only": 0.9}, p, 200) == []
+
+
+def test_accuracy_interval_rounds_the_count() -> None:
+    assert stats.accuracy_interval(0.935, 200) == stats.wilson_interval(187, 200)
+    assert stats.format_p(0.0004) == "p < 0.001" and stats.format_p(0.0123) == "p = 0.012"

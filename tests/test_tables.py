@@ -18,6 +18,7 @@ def record(name: str, val: list[float], train: list[float], test_acc: float,
         "class_names": ["cats", "dogs"],
         "predictions": {"files": ["a", "b", "c", "d", "e"], "true": [0, 0, 1, 1, 1],
                         "prob": [[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4], [0.45, 0.55]]},
+        "images": {"train": 40, "validation": 200, "test": 5},
     }
 
 
@@ -77,3 +78,74 @@ def test_class_counts_and_baseline(settings) -> None:  # type: ignore[no-untyped
     assert counts.loc["test", "total"] == 4
     assert tables.baseline_accuracy(ds.validation.labels) == 0.5
     assert tables.baseline_accuracy([0, 0, 0, 1]) == 0.75
+
+
+def test_accuracies_carry_wilson_intervals_from_their_counts() -> None:
+    recs = [record("model_one", [0.6, 0.655], [0.7, 0.8], 0.6),
+            record("model_four", [0.9, 0.935], [0.9, 0.95], 0.8)]
+    table = tables.comparison_table(recs, 0.6, {"model_one": "One", "model_four": "Four"})
+    assert table.loc["Four", "test n"] == 5 and table.loc["Four", "val n"] == 200
+    shown = tables.with_intervals(table, tables.best_cells(table))
+    assert shown.loc["Four", "final val acc"] == "**93.5% (89.2–96.2)**"  # 187 of 200
+    assert shown.loc["One", "test acc"] == "60.0% (23.1–88.2)"  # 3 of 5
+    assert shown.loc["Baseline (majority class)", "best val acc"] == "60.0%"  # no count
+    assert "test n" not in shown and "val n" not in shown
+
+
+def _right(pattern: str) -> dict:
+    """A record whose correctness on photos a..e follows pattern ('1' right, '0' wrong)."""
+    true = [0, 0, 1, 1, 1]
+    prob = [[0.9, 0.1] if (t == 0) == (c == "1") else [0.1, 0.9]
+            for t, c in zip(true, pattern, strict=True)]
+    rec = record("m", [0.5], [0.5], pattern.count("1") / 5)
+    rec["predictions"] = {"files": list("abcde"), "true": true, "prob": prob}
+    return rec
+
+
+def test_paired_tests_pool_seeds_and_align_photos() -> None:
+    recs = {"A": [_right("11111"), _right("11110")], "B": [_right("00001"), _right("00000")]}
+    assert tables.correctness(recs["A"][1]) == {"a": True, "b": True, "c": True, "d": True,
+                                                "e": False}
+    p = tables.significance_matrix(recs)
+    # pooled discordant pairs: A right / B wrong 4 + 4 = 8, A wrong / B right 0 + 0 = 0
+    assert p.loc["A", "B"] == pytest.approx(2 / 2**8) and p.loc["B", "A"] == p.loc["A", "B"]
+    assert math.isnan(p.loc["A", "A"])
+    other = record("m", [0.5], [0.5], 0.5)
+    other["predictions"]["files"] = list("vwxyz")
+    with pytest.raises(ValueError, match="other test photos"):
+        tables.paired_correctness({"A": recs["A"], "C": [other]})
+
+
+def test_seed_table_and_reproduction_verdicts() -> None:
+    from catdog_report.study import Claim
+
+    runs = {"model_one": [record("model_one", [0.6] * 4 + [0.62, 0.64], [0.9] * 6, 0.6),
+                          record("model_one", [0.6] * 4 + [0.63, 0.66], [0.9] * 6, 0.8)]}
+    seeds = tables.seed_table(runs)
+    assert seeds.loc["model_one", "seeds"] == 2
+    assert seeds.loc["model_one", "test acc mean ± sd"] == "70.0% ± 14.1%"
+    assert seeds.loc["model_one", "test acc min–max"] == "60.0%–80.0%"
+    claims = [Claim("model_one", "val_accuracy", 0.62, 0.65, "62-65"),
+              Claim("model_one", "test_accuracy", 0.985, 0.995, "99", "leaky split"),
+              Claim("model_two", "val_accuracy", 0.5, 0.6, "no run: no row")]
+    rows = tables.reproduction_table(claims, runs, {"model_one": "Model one"})
+    assert list(rows["verdict"]) == ["inside", "below"] and len(rows) == 2
+    assert rows.iloc[0]["this build"].startswith("60.0%–66.0% over the last 5 epochs")
+    assert rows.iloc[1]["this build"] == "70.0% (39.7–89.2)"  # 7 of 10 pooled photos
+    assert rows.iloc[1]["known reason"] == "leaky split"
+
+
+def test_layer_table_and_totals_are_the_models_own() -> None:
+    rec = {"layers": [
+        {"name": "conv", "type": "Conv2D", "output_shape": [None, 8, 8, 4], "params": 112,
+         "trainable": 112, "frozen": False},
+        {"name": "base", "type": "Functional", "output_shape": [None, 2, 2, 8], "params": 900,
+         "trainable": 0, "frozen": True}],
+        "params": {"total": 1028, "trainable": 120, "non_trainable": 908, "frozen": 900}}
+    df = tables.layer_table(rec)
+    assert list(df.index) == ["conv", "base"]
+    assert df.loc["base", "type"] == "Functional (frozen)"
+    assert df.loc["conv", "output shape"] == "(None, 8, 8, 4)"
+    assert tables.parameter_totals(rec) == (
+        "Total params: 1,028 · trainable: 120 · non-trainable: 908 (900 in frozen layers, "
+        "8 BatchNorm moving statistics)")

@@ -20,7 +20,7 @@ from .cache import digest, file_digest, write_atomic
 from .config import ENV_BUILD, ENV_SETTINGS, Settings
 from .errors import BuildError, CatdogError, PageError, TrainingError
 from .kernel import KERNEL
-from .plan import Plan, make_plan, page_needs
+from .plan import Plan, make_plan, page_needs, run_id
 
 log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent
@@ -33,7 +33,8 @@ class BuildResult:
     """What a build did."""
 
     pages: list[pages.Page] = field(default_factory=list)
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model → base-seed run
+    seeds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # model → its runs
     failures: list[str] = field(default_factory=list)
     published: bool = False
     seconds: float = 0.0
@@ -101,22 +102,44 @@ def plan_build(settings: Settings, dataset: data.Dataset, base: str | None) -> P
         needs = page_needs(pages.code_cells(pages.read(path)), f"page {path.name}")
         sources.append((name, path, text, needs))
     known = training.known_runs(settings, dataset, base)
-    return make_plan(settings.study, sources, known, page_inputs(settings, dataset, base))
+    return make_plan(settings.study, sources, known, page_inputs(settings, dataset, base),
+                     settings.seed_list)
 
 
 class RunBook:
-    """build/runs.json: the runs of this build, rewritten atomically as each is ready."""
+    """build/runs.json: the runs of this build, rewritten atomically as each is ready:
+    "runs" maps each model to its base-seed run, "seeds" to every seed's runs in order."""
 
     def __init__(self, settings: Settings) -> None:
         self.path = settings.build_dir / RUNS_FILE
-        self.runs: dict[str, dict[str, Any]] = {}
+        self.base = settings.seed
+        self.by_id: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
-        write_atomic(self.path, json.dumps({"runs": {}}))
+        write_atomic(self.path, json.dumps({"runs": {}, "seeds": {}}))
 
-    def add(self, name: str, entry: dict[str, Any]) -> None:
+    def add(self, model: str, seed: int, entry: dict[str, Any]) -> None:
+        """Record one ready run and rewrite runs.json."""
         with self.lock:
-            self.runs[name] = entry
-            write_atomic(self.path, json.dumps({"runs": self.runs}, indent=1))
+            self.by_id[run_id(model, seed)] = entry | {"model": model}
+            write_atomic(self.path, json.dumps({"runs": self.runs, "seeds": self.seeds},
+                                               indent=1))
+
+    def key(self, model: str, seed: int) -> str:
+        """The run key of a ready run."""
+        return self.by_id[run_id(model, seed)]["key"]
+
+    @property
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """Model → its base-seed run."""
+        return {e["model"]: e for e in self.by_id.values() if e["seed"] == self.base}
+
+    @property
+    def seeds(self) -> dict[str, list[dict[str, Any]]]:
+        """Model → its runs, one per seed, in seed order."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for e in sorted(self.by_id.values(), key=lambda e: e["seed"]):
+            out.setdefault(e["model"], []).append(e)
+        return out
 
 
 def train_runs(settings: Settings, dataset: data.Dataset, plan: Plan, base: str | None,
@@ -125,27 +148,37 @@ def train_runs(settings: Settings, dataset: data.Dataset, plan: Plan, base: str 
     when a run is not already known to be cached."""
     import functools
 
-    from . import training
 
     arrays = functools.cache(lambda: data.arrays(dataset, settings))
     for name in plan.runs:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        spec = settings.study.models[name]
-        parent = book.runs[spec.starts_from]["key"] if spec.starts_from else None
-        try:
-            entry = training.find_or_fit(name, settings, dataset, arrays, base, parent,
-                                         plan.known.get(name), stop)
-        except (CatdogError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # TensorFlow and Keras raise many kinds
-            hint = (" (no ImageNet weights could be fetched: pass --weights PATH or set "
-                    "CATDOG_WEIGHTS to a local copy)" if spec.weights and "URL fetch" in str(exc)
-                    else "")
-            raise TrainingError(f"training {name} failed: {type(exc).__name__}: "
-                                f"{str(exc).strip()[:500]}{hint}") from exc
-        book.add(name, entry | {"title": spec.title})
-        on_ready(name)
+        for seed in plan.seeds:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            entry = _find_or_fit(settings.replace(seed=seed), dataset, plan, name, base, book,
+                                 arrays, stop)
+            book.add(name, seed, entry | {"title": settings.study.models[name].title})
+            on_ready(run_id(name, seed))
+
+
+def _find_or_fit(settings: Settings, dataset: data.Dataset, plan: Plan, name: str,
+                 base: str | None, book: RunBook, arrays: Any,
+                 stop: threading.Event) -> dict[str, Any]:
+    """One run (a model at settings.seed), with training errors made one clear line."""
+    from . import training
+
+    spec = settings.study.models[name]
+    parent = book.key(spec.starts_from, settings.seed) if spec.starts_from else None
+    try:
+        return training.find_or_fit(name, settings, dataset, arrays, base, parent,
+                                    plan.known.get(run_id(name, settings.seed)), stop)
+    except (CatdogError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # TensorFlow and Keras raise many kinds
+        hint = (" (no ImageNet weights could be fetched: pass --weights PATH or set "
+                "CATDOG_WEIGHTS to a local copy)" if spec.weights and "URL fetch" in str(exc)
+                else "")
+        raise TrainingError(f"training {name} failed: {type(exc).__name__}: "
+                            f"{str(exc).strip()[:500]}{hint}") from exc
 
 
 def execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: str | None,
@@ -155,8 +188,10 @@ def execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: str | N
     from .kernel import run_batch
 
     book = RunBook(settings)
-    run_batch(lambda: _execute(settings, dataset, plan, base, book, result))
-    result.runs = dict(book.runs)
+    try:
+        run_batch(lambda: _execute(settings, dataset, plan, base, book, result))
+    finally:
+        result.runs, result.seeds = book.runs, book.seeds
 
 
 async def _execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: str | None,
@@ -164,7 +199,7 @@ async def _execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: 
     import asyncio
 
     loop = asyncio.get_running_loop()
-    ready = {m: loop.create_future() for m in plan.runs}
+    ready = {i: loop.create_future() for i in plan.ids}
     stop = threading.Event()
 
     def train() -> None:
@@ -219,14 +254,14 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             node.page = cached
             return
         try:
-            for m in node.runs:
-                await ready[m]
+            for i in node.ids:
+                await ready[i]
         except Exception:
             if errors:  # training was stopped because a page failed
                 return
             raise
         if node.key is None:
-            node.key = node.key_for({m: book.runs[m]["key"] for m in node.runs}, inputs)
+            node.key = node.key_for({i: book.by_id[i]["key"] for i in node.ids}, inputs)
             if cached := pages.load_cached(store, node.key, node.name):
                 log.info("[%d/%d] %s: cached", node.number, total, node.name)
                 node.page = cached
@@ -285,7 +320,7 @@ def docs_files(settings: Settings, plan: Plan, result: BuildResult, dataset: dat
         page = node.page
         if page is None:
             continue
-        runs = [result.runs[m] | {"model": m} for m in node.runs if m in result.runs]
+        runs = [e for m in node.runs for e in result.seeds.get(m, [])]
         files[f"{page.name}.md"] = render(page, state, head, runs).encode()
         files.update(page.images)
         files[f"notebooks/{page.name}.ipynb"] = page.notebook.encode()
@@ -341,7 +376,7 @@ def _build(settings: Settings) -> BuildResult:
     log.info("docs: %d file(s) written to %s", written, docs)
     write_atomic(settings.build_dir / "manifest.json", json.dumps({
         "profile": settings.profile, "manifest": dataset.manifest,
-        "runs": result.runs,
+        "runs": result.seeds,
         "pages": [{"name": n.name, "cached": n.page.cached, "seconds": n.page.seconds,
                    "runs": list(n.runs)} for n in plan.pages if n.page]},
         indent=1, sort_keys=True))

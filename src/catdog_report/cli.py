@@ -52,6 +52,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--project", type=Path, default=Path.cwd(), help="project folder")
     b.add_argument("--epochs", nargs="*", default=[], metavar="MODEL=N",
                    help="override a model's epochs (a model of study.yml), e.g. NAME=3")
+    b.add_argument("--seeds", type=int, default=None,
+                   help="train each model with N seeds (seed, seed+1, ...); default: the "
+                        "profile's seeds in study.yml, else 1")
+    b.add_argument("--precision", default="float32",
+                   help="float32 (default) or bf16 (Keras's mixed_bfloat16 policy)")
+    b.add_argument("--workers", type=int, default=int(os.environ.get("CATDOG_WORKERS", "1")),
+                   help="worker processes training independent runs at once (default 1, or "
+                        "CATDOG_WORKERS); TensorFlow's threads are split between them")
     b.add_argument("--seed", type=int, default=0,
                    help="seeds weights, shuffling and the split (default 0, as the walkthrough)")
     b.add_argument("--image-size", type=int, default=160, help="square input size in pixels")
@@ -83,7 +91,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir, "weights": args.weights, "cache_dir": args.cache_dir,
         "epochs": _epochs(args.epochs), "seed": args.seed, "strategy": args.strategy,
         "image_size": args.image_size, "batch_size": args.batch_size,
-        "keep_going": args.keep_going, "jobs": args.jobs, "engine": args.engine})
+        "keep_going": args.keep_going, "jobs": args.jobs, "engine": args.engine,
+        "seeds": args.seeds, "precision": args.precision, "workers": args.workers})
     result = build(settings)
     executed = [p.name for p in result.pages if not p.cached]
     log.info("built %d pages in %.1f s (%d executed: %s); site %s", len(result.pages),

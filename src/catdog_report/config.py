@@ -16,6 +16,7 @@ from .errors import ConfigError
 from .study import STUDY_FILE, ProfileSpec, Study, load, suggest
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
+PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}  # --precision → Keras policy
 MIN_IMAGE_SIZE = 32
 ENV_SETTINGS = "CATDOG_SETTINGS"  # JSON of Settings, handed to page kernels
 ENV_BUILD = "CATDOG_BUILD_DIR"  # inside a build: where dataset.json and runs.json are
@@ -47,10 +48,19 @@ class Settings:
     keep_going: bool = False
     jobs: int = 2  # page kernels executing at once
     engine: str = "mkdocs"  # the site engine: mkdocs (Material) or zensical
+    seeds: int | None = None  # training runs per model (default: the profile's seeds)
+    precision: str = "float32"  # or bf16: Keras's mixed_bfloat16 policy
+    workers: int = 1  # worker processes training independent runs at once
 
     def __post_init__(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("site engine", self.engine, ENGINES)
+        _choice("precision", self.precision, PRECISIONS)
+        for name in ("seeds", "workers"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value <= 0):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.image_size < MIN_IMAGE_SIZE:
             raise ConfigError(f"image size {self.image_size} is too small; use at least "
                               f"{MIN_IMAGE_SIZE} (the walkthrough uses 160)")
@@ -86,6 +96,11 @@ class Settings:
         if model in self.epochs:
             return self.epochs[model]
         return self.study.epochs(model, self.profile)
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The training seeds: seed, seed + 1, ... (--seeds, else the profile's seeds)."""
+        return [self.seed + i for i in range(self.seeds or self.profile_spec.seeds)]
 
     @property
     def cache_root(self) -> Path:

@@ -14,6 +14,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from . import stats  # noqa: E402
+
 
 def _ordinal(i: int) -> str:
     return ("top", "second", "third", "fourth", "fifth")[i] if i < 5 else f"{i + 1}th"
@@ -101,14 +103,89 @@ def plot_test_accuracy(table: pd.DataFrame, colours: Mapping[str, str] | None = 
     """Test accuracy per model as labelled bars (colours by row name; grey otherwise)."""
     colours = colours or {}
     acc = table["test acc"].dropna()
-    fig = _figure(8, 3.6, "Bar chart of test accuracy per model: "
+    names, values = list(acc.index)[::-1], [float(v) for v in list(acc.values)[::-1]]
+    bounds = ([stats.accuracy_interval(v, int(table.loc[m, "test n"]))
+               for m, v in zip(names, values, strict=True)] if "test n" in table else [])
+    fig = _figure(8, 3.6, "Bar chart of test accuracy per model with 95% intervals: "
                           + ", ".join(f"{m} {v:.1%}" for m, v in acc.items()))
     ax = fig.subplots()
-    bars = ax.barh(list(acc.index)[::-1], list(acc.values)[::-1],
-                   color=[colours.get(str(m), "#8c8c8c") for m in list(acc.index)[::-1]])
-    ax.bar_label(bars, labels=[f"{v:.1%}" for v in list(acc.values)[::-1]], padding=3)
+    err = (np.array([[v - lo for v, (lo, _) in zip(values, bounds, strict=True)],
+                     [hi - v for v, (_, hi) in zip(values, bounds, strict=True)]])
+           if bounds else None)
+    bars = ax.barh(names, values, xerr=err, capsize=4, error_kw={"ecolor": "#333333"},
+                   color=[colours.get(str(m), "#8c8c8c") for m in names])
+    ax.bar_label(bars, labels=[f"{v:.1%}" for v in values], padding=3,
+                 label_type="center", color="white", fontweight="bold")
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("test accuracy")
+    return fig
+
+
+def plot_seed_band(histories: Mapping[str, Sequence[Mapping[str, Sequence[float]]]],
+                   metric: str, titles: Mapping[str, str], colours: Mapping[str, str],
+                   baseline: float | None = None) -> Figure:
+    """A metric over epochs per model: the mean over seeds, with the min–max band."""
+    label = metric.replace("val_", "validation ")
+    n = max(len(runs) for runs in histories.values())
+    fig = _figure(8, 4, f"{label} of every model over epochs: the mean of {n} seeds with "
+                        "the range between the lowest and highest seed shaded")
+    ax = fig.subplots()
+    for name, runs in histories.items():
+        curves = np.array([h[metric] for h in runs], dtype=float)
+        epochs = np.arange(1, curves.shape[1] + 1)
+        colour = colours.get(name)
+        ax.plot(epochs, curves.mean(axis=0), "o-", ms=3, color=colour,
+                label=f"{titles.get(name, name)} (mean of {len(runs)})")
+        ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=colour,
+                        alpha=0.2, linewidth=0)
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", label=f"baseline {baseline:.0%}")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_seed_histories(histories: Sequence[Mapping[str, Sequence[float]]],
+                        seeds: Sequence[int], title: str) -> Figure:
+    """One model's validation accuracy per epoch, one line per seed."""
+    fig = _figure(8, 3.6, f"{title}: validation accuracy per epoch for each of "
+                          f"{len(seeds)} seeds")
+    ax = fig.subplots()
+    for seed, h in zip(seeds, histories, strict=True):
+        ax.plot(np.arange(1, len(h["val_accuracy"]) + 1), h["val_accuracy"], "o-", ms=3,
+                label=f"seed {seed}")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"{title}: every seed")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_significance(pvalues: pd.DataFrame, alpha: float = 0.05) -> Figure:
+    """The pairwise McNemar p-values as a matrix, significant cells marked."""
+    names = list(pvalues.index)
+    values = pvalues.to_numpy(dtype=float)
+    fig = _figure(1.4 * len(names) + 2, 1.1 * len(names) + 1.2,
+                  "Matrix of exact McNemar p-values between every pair of models: "
+                  + "; ".join(f"{a} vs {b} {stats.format_p(values[i, j])}"
+                              for i, a in enumerate(names) for j, b in enumerate(names) if i < j))
+    ax = fig.subplots()
+    ax.imshow(np.where(np.isnan(values), 1.0, np.clip(values, 0, 1)), cmap="RdYlGn_r",
+              vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if i != j:
+                text = stats.format_p(values[i, j]).replace("p ", "")
+                ax.text(j, i, text + ("*" if values[i, j] < alpha else ""), ha="center",
+                        va="center", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=20)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_title(f"exact McNemar p (* below {alpha:g})")
     return fig
 
 

@@ -53,6 +53,11 @@ def _without_magics(source: str) -> str:
                      for line in source.splitlines())
 
 
+def run_id(model: str, seed: int) -> str:
+    """The id of one training run of the build: a model and a training seed."""
+    return f"{model}@{seed}"
+
+
 @dataclass
 class PageNode:
     """One page of the plan."""
@@ -62,37 +67,47 @@ class PageNode:
     path: Path
     text: str
     needs: Needs
-    runs: tuple[str, ...] = ()  # every run the page shows: its fits, or all for reads_runs
+    runs: tuple[str, ...] = ()  # the models it shows: its fits, or all for reads_runs
+    ids: tuple[str, ...] = ()  # their runs, every seed of each
     key: str | None = None  # known once the keys of its runs are
     page: Any = None  # the executed or cached page, once the build has it
 
     def key_for(self, run_keys: Mapping[str, str], inputs: Mapping[str, Any]) -> str:
         """The page cache key, from the page text, the build inputs and its runs' keys."""
         return digest({"page": self.text, "inputs": dict(inputs),
-                       "runs": {m: run_keys[m] for m in self.runs}})
+                       "runs": {i: run_keys[i] for i in self.ids}})
 
 
 @dataclass
 class Plan:
     """What a build does: runs in dependency order, pages in nav order."""
 
-    runs: list[str]
+    runs: list[str]  # models, parents first
     pages: list[PageNode]
-    known: dict[str, str] = field(default_factory=dict)  # run keys known without training
+    known: dict[str, str] = field(default_factory=dict)  # run id → key, known untrained
     inputs: dict[str, Any] = field(default_factory=dict)  # what every page's key holds
+    seeds: list[int] = field(default_factory=lambda: [0])  # training seeds, base first
+
+    @property
+    def ids(self) -> list[str]:
+        """Every run of the build in training order: each model's seeds, parents first."""
+        return [run_id(m, s) for m in self.runs for s in self.seeds]
 
     @property
     def to_train(self) -> list[str]:
         """The runs the cache does not already hold (per the memo)."""
-        return [m for m in self.runs if m not in self.known]
+        return [i for i in self.ids if i not in self.known]
 
 
 def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
-              known: Mapping[str, str], inputs: Mapping[str, Any]) -> Plan:
+              known: Mapping[str, str], inputs: Mapping[str, Any],
+              seeds: Sequence[int] = (0,)) -> Plan:
     """The plan: every model a page fits (and its parents), every model of the study when a
-    page reads the build's runs; a page's key where all its runs' keys are known.
+    page reads the build's runs, each trained once per seed; a page's key where the keys
+    of all its runs are known.
 
-    pages: (name, path, text, needs) in nav order; known: run keys found without training.
+    pages: (name, path, text, needs) in nav order; known: run id → key found without
+    training (run_id(model, seed)).
     """
     for name, path, _, needs in pages:
         for model in needs.fits:
@@ -107,8 +122,11 @@ def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
     nodes = []
     for i, (name, path, text, needs) in enumerate(pages, 1):
         shows = tuple(runs) if needs.reads_runs else needs.fits
-        node = PageNode(i, name, path, text, needs, shows)
-        if all(m in known for m in shows):
+        ids = tuple(run_id(m, s) for m in shows for s in seeds)
+        node = PageNode(i, name, path, text, needs, shows, ids)
+        if all(i in known for i in ids):
             node.key = node.key_for(known, inputs)
         nodes.append(node)
-    return Plan(runs, nodes, {m: k for m, k in known.items() if m in runs}, dict(inputs))
+    every = {run_id(m, s) for m in runs for s in seeds}
+    return Plan(runs, nodes, {i: k for i, k in known.items() if i in every}, dict(inputs),
+                list(seeds))

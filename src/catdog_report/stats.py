@@ -345,3 +345,62 @@ def format_interval(p: float, low: float, high: float) -> str:
         estimate.
     """
     return f"{100 * p:.1f}% ({100 * low:.1f}\u2013{100 * high:.1f})"
+
+
+def accuracy_interval(accuracy: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson interval of an accuracy measured on n items (its count of successes is
+    the accuracy times n, rounded)."""
+    return wilson_interval(round(accuracy * n), n, confidence)
+
+
+def format_p(p: float) -> str:
+    """A p-value as prose: 'p < 0.001' or 'p = 0.012'."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _join(names: Sequence[str]) -> str:
+    """'A', 'A and B', 'A, B and C'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def ranking_sentences(accuracy: Mapping[str, float], pvalues: pd.DataFrame, n: int,
+                      alpha: float = 0.05) -> list[str]:
+    """What a paired test lets a page say about a ranking, computed, never typed.
+
+    Args:
+        accuracy: model title → test accuracy (the order of the ranking).
+        pvalues: the McNemar matrix over the same titles (mcnemar_matrix).
+        n: how many test photos (for the 'cannot be told apart' sentence).
+        alpha: the significance level.
+
+    Returns:
+        Sentences: whether the best model is ahead of every other (with its largest p), then
+        which of the rest are significantly apart or cannot be told apart.
+    """
+    order = sorted(accuracy, key=lambda m: -accuracy[m])
+    if len(order) < 2:
+        return []
+    best, rest = order[0], order[1:]
+    p_best = {m: float(pvalues.loc[best, m]) for m in rest}
+    beaten = [m for m in rest if p_best[m] < alpha]
+    out = []
+    if len(beaten) == len(rest):
+        worst = max(p_best.values())
+        if len(rest) == 1:
+            out.append(f"{best} is ahead of {rest[0]} ({format_p(worst)}).")
+        elif worst < 0.001:
+            out.append(f"{best} is ahead of every other model (p < 0.001 against each).")
+        else:
+            out.append(f"{best} is ahead of every other model ({format_p(worst)} at most).")
+    else:
+        close = [m for m in rest if m not in beaten]
+        out.append(f"{best} scores highest, but not significantly above {_join(close)} "
+                   f"({', '.join(format_p(p_best[m]) for m in close)}).")
+    apart = [(a, b) for i, a in enumerate(rest) for b in rest[i + 1:]
+             if float(pvalues.loc[a, b]) < alpha]
+    if len(rest) > 1 and not apart:
+        out.append(f"{_join(rest)} cannot be told apart on {n} test photos "
+                   f"(p ≥ {alpha:g} for every pair).")
+    for a, b in apart:
+        out.append(f"{a} is ahead of {b} ({format_p(float(pvalues.loc[a, b]))}).")
+    return out

@@ -59,6 +59,7 @@ class ProfileSpec:
     train_per_class: int | None = None  # None: every image
     validation_per_class: int | None = None
     synthetic: bool = False
+    seeds: int = 1  # training runs per model, seeds base, base + 1, ...
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Claim:
     low: float
     high: float
     text: str
+    reason: str = ""  # what is known to make this build differ from the claim
 
 
 @dataclass(frozen=True)
@@ -223,9 +225,9 @@ def builder_kwargs(fn: Callable[..., Any], available: Mapping[str, Any]) -> dict
 
 TOP_KEYS = {"title", "data", "profiles", "models", "claims"}
 DATA_KEYS = {"name", "url", "classes", "grid_rows"}
-PROFILE_KEYS = {"description", "train_per_class", "validation_per_class", "synthetic"}
+PROFILE_KEYS = {"description", "train_per_class", "validation_per_class", "synthetic", "seeds"}
 MODEL_KEYS = {"title", "builder", "epochs", "weights", "starts_from", "colour", "description"}
-CLAIM_KEYS = {"model", "metric", "low", "high", "text"}
+CLAIM_KEYS = {"model", "metric", "low", "high", "text", "reason"}
 METRICS = ("val_accuracy", "test_accuracy")
 
 
@@ -282,7 +284,8 @@ def _profile(check: _Check, name: str, raw: Any) -> ProfileSpec:
     return ProfileSpec(name, str(raw.get("description", "")),
                        check.count(raw.get("train_per_class"), f"{where}.train_per_class"),
                        check.count(raw.get("validation_per_class"),
-                                   f"{where}.validation_per_class"), synthetic)
+                                   f"{where}.validation_per_class"), synthetic,
+                       check.count(raw.get("seeds", 1), f"{where}.seeds") or 1)
 
 
 def _model(check: _Check, name: str, raw: Any, index: int,
@@ -329,7 +332,8 @@ def _claim(check: _Check, i: int, raw: Any, models: Mapping[str, ModelSpec]) -> 
     if not all(isinstance(v, int | float) and 0 <= v <= 1 for v in (low, high)) or low > high:
         raise check.fail(where, f"low and high are fractions with low <= high, got "
                                 f"{low!r}, {high!r}")
-    return Claim(raw["model"], raw["metric"], float(low), float(high), str(raw.get("text", "")))
+    return Claim(raw["model"], raw["metric"], float(low), float(high), str(raw.get("text", "")),
+                 str(raw.get("reason", "")))
 
 
 def _check_parents(check: _Check, models: Mapping[str, ModelSpec]) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -165,7 +167,23 @@ def key_parts(model: Any, name: str, settings: Settings, dataset: Dataset,
     }
     if parent is not None:
         parts["parent"] = parent
+    if settings.precision != "float32":  # absent for float32: older keys stay valid
+        parts["precision"] = settings.precision
     return parts
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """Keras's global dtype policy for building and training one run, then float32."""
+    import keras
+
+    from .config import PRECISIONS
+
+    keras.mixed_precision.set_global_policy(PRECISIONS[precision])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 class EpochLog:
@@ -251,6 +269,7 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
         "batch_size": settings.batch_size,
         "image_size": settings.image_size,
         "seed": settings.seed,
+        "precision": settings.precision,
         "manifest": dataset.manifest,
         "data_source": dataset.source,
         "base_weights": parts["base_weights"],
@@ -305,10 +324,18 @@ def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
     if spec.starts_from and parent is None:
         parent = fit(spec.starts_from, settings, dataset, arrays, weights, None, stop).key
     keras.utils.set_random_seed(settings.seed)  # the same initial weights every time
-    with strategy_scope(settings):
-        parent_model = load_parent(settings, spec.starts_from, parent) if parent else None
-        model = models.build(name, settings, weights, parent_model)
-    parts = key_parts(model, name, settings, dataset, weights, parent)
+    with precision_policy(settings.precision):
+        with strategy_scope(settings):
+            parent_model = load_parent(settings, spec.starts_from, parent) if parent else None
+            model = models.build(name, settings, weights, parent_model)
+        parts = key_parts(model, name, settings, dataset, weights, parent)
+        return _fit_or_load(model, name, settings, dataset, arrays, parts, stop)
+
+
+def _fit_or_load(model: Any, name: str, settings: Settings, dataset: Dataset,
+                 arrays: dict[str, Any], parts: dict[str, Any],
+                 stop: threading.Event | None) -> Run:
+    """The run of these key parts: from the run cache, or trained and stored now."""
     key = digest(parts)
     store = run_store(settings)
     with store.lock(key):
@@ -348,7 +375,8 @@ def memo_keys(settings: Settings, dataset: Dataset,
         keys[name] = digest(common | {
             "model": name, "builder": spec.builder, "epochs": settings.epochs_for(name),
             "base_weights": weights_id(weights) if spec.weights else None,
-            "parent": keys[spec.starts_from] if spec.starts_from else None})
+            "parent": keys[spec.starts_from] if spec.starts_from else None}
+            | ({"precision": settings.precision} if settings.precision != "float32" else {}))
     return keys
 
 
@@ -358,16 +386,20 @@ def _memo_path(settings: Settings, memo: str) -> Path:
 
 def known_runs(settings: Settings, dataset: Dataset,
                weights: str | Path | None) -> dict[str, str]:
-    """The run keys the memo knows and the run cache holds whole, without TensorFlow."""
+    """The run keys (by run id: model@seed, for every training seed) that the memo knows
+    and the run cache holds whole, without TensorFlow."""
+    from .plan import run_id
+
     store = run_store(settings)
     known = {}
-    for name, memo in memo_keys(settings, dataset, weights).items():
-        try:
-            key = json.loads(_memo_path(settings, memo).read_text())["key"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if store.get(key) is not None:
-            known[name] = key
+    for seed in settings.seed_list:
+        for name, memo in memo_keys(settings.replace(seed=seed), dataset, weights).items():
+            try:
+                key = json.loads(_memo_path(settings, memo).read_text())["key"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if store.get(key) is not None:
+                known[run_id(name, seed)] = key
     return known
 
 
@@ -376,7 +408,8 @@ def run_entry(run: Run, trained: bool) -> dict[str, Any]:
     r = run.record
     return {"key": r["key"], "trained": trained, "trained_at": r["trained_at"],
             "train_seconds": r["train_seconds"], "epochs": r["epochs"], "seed": r["seed"],
-            "parent": r.get("parent"), "gpus": r["environment"].get("gpus", [])}
+            "precision": r.get("precision", "float32"), "parent": r.get("parent"),
+            "gpus": r["environment"].get("gpus", [])}
 
 
 def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
@@ -396,19 +429,20 @@ def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
     return run_entry(run, trained=not run.cached)
 
 
-def read_runs(build_dir: Path) -> dict[str, dict[str, Any]]:
-    """build/runs.json: the runs this build trained or loaded, by model."""
+def read_runs(build_dir: Path, key: str = "runs") -> dict[str, Any]:
+    """build/runs.json: the runs this build trained or loaded, by model: "runs" holds the
+    base seed's run, "seeds" every seed's runs in seed order."""
     path = build_dir / RUNS_FILE
     try:
-        return json.loads(path.read_text())["runs"]
+        return json.loads(path.read_text())[key]
     except (OSError, ValueError, KeyError) as exc:
         raise CacheError(f"{path} is unreadable ({exc}); run the build again") from exc
 
 
-def build_runs() -> dict[str, dict[str, Any]] | None:
+def build_runs(key: str = "runs") -> dict[str, Any] | None:
     """Inside a build's page kernel, the build's runs; None when a page runs by hand."""
     build_dir = os.environ.get(ENV_BUILD)
-    return read_runs(Path(build_dir)) if build_dir else None
+    return read_runs(Path(build_dir), key) if build_dir else None
 
 
 def load_given(name: str, settings: Settings, entry: dict[str, Any]) -> Run:
