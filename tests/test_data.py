@@ -261,3 +261,12 @@ def test_decoded_cache_on_a_real_full_disk(settings: Settings, tmp_path: Path) -
         message = _decoded_on_a_full_disk(small, data.scan(small, settings.data_dir))
         assert f"{mount}/cache/decoded is full (no space left on the file system at {mount})" \
             in message
+
+
+def test_scan_removes_temp_files_of_killed_builds(settings: Settings) -> None:
+    decoded = settings.cache_root / "decoded"
+    decoded.mkdir(parents=True)
+    dead = decoded / ".abc-100.npz.x1y2z3.tmp"  # no live writer holds its lock
+    dead.write_bytes(b"half an array")
+    data.scan(settings, settings.data_dir)
+    assert list(decoded.iterdir()) == []

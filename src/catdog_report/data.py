@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .cache import digest, write_atomic
+from .cache import digest, sweep_temp_files, write_atomic
 from .config import Settings
 from .errors import DataError
 
@@ -258,6 +258,8 @@ def _scan_folder(root: Path, cache_root: Path) -> dict[str, dict[str, Any]]:
     files, unreadable files or folders, other names, empty or undecodable images.
     """
     record_path = cache_root / "scan" / f"{digest(str(root.resolve()))}.json"
+    for folder in ("scan", "decoded"):  # temp files of killed builds
+        sweep_temp_files(cache_root / folder)
     try:
         known = json.loads(record_path.read_text())
         known = known["files"] if known.get("format") == SCAN_FORMAT else {}
