@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import random
 import re
@@ -161,7 +160,8 @@ def test_kill_9_at_random_moments_then_build_again(project: Path, tiny_data: Pat
                                                    tmp_path: Path,
                                                    mobilenet_weights: Path) -> None:
     """A tiny quick build killed with -9 at ROUNDS random moments (seeded), then built
-    to the end: it trains only what was never stored whole and leaves no temp entry."""
+    to the end: no build trains what was stored whole before it, and none leaves a temp
+    entry. The seed fixes the moments as fractions of one measured cold build."""
     cache = tmp_path / "cache"
     mark = f"{MARK}={uuid.uuid4().hex}"
     env = os.environ | {MARK: mark, "TMPDIR": str(tmp_path)}
@@ -184,9 +184,11 @@ def test_kill_9_at_random_moments_then_build_again(project: Path, tiny_data: Pat
     seed = _fault_seed()
     rng = random.Random(seed)
     # in ascending order, so that each resumed build still has work left to be killed in
-    moments = sorted(round(rng.uniform(0, duration), 1) for _ in range(ROUNDS))
+    fractions = sorted(round(rng.random(), 3) for _ in range(ROUNDS))
+    moments = [round(f * duration, 1) for f in fractions]
     outcomes = []
     for i, moment in enumerate(moments, 1):
+        stored = _complete_runs(cache, 1)
         proc, log = start(1, f"round-{i}")
         t0 = time.monotonic()
         while proc.poll() is None and time.monotonic() - t0 < moment:
@@ -198,16 +200,19 @@ def test_kill_9_at_random_moments_then_build_again(project: Path, tiny_data: Pat
         else:
             outcomes.append(f"finished before {moment} s with exit code {proc.returncode}")
             assert proc.returncode == 0, log.read_text()[-3000:]
+        retrained = set(re.findall(r"^training (model_\w+): ", log.read_text(), re.M)) & stored
+        assert not retrained, (f"seed {seed}, kill moments {moments}, {outcomes}: round {i} "
+                               f"trained {retrained} again, though stored whole")
     stored = _complete_runs(cache, 1)
     proc, log = start(1, "final")
     code = proc.wait(600)
     text = log.read_text()
     trained = set(re.findall(r"^training (model_\w+): ", text, re.M))
+    rounds = "; ".join(f"round {i}: {o}" for i, o in enumerate(outcomes, 1))
     story = (f"seed {seed} (replay with CATDOG_FAULT_SEED={seed}); one build {duration:.1f} s; "
-             f"kill moments {moments}; " + "; ".join(f"round {i}: {o}" for i, o in
-                                                      enumerate(outcomes, 1))
-             + f"; runs stored whole before the final build: {sorted(stored)}; "
-             f"final build exit {code}, trained {sorted(trained)}")
+             f"kill moments {moments} (fractions {fractions} of it); {rounds}; runs stored "
+             f"whole before the final build: {sorted(stored)}; final build exit {code}, "
+             f"trained {sorted(trained)}")
     print("\n" + story.replace("; ", "\n  "))  # noqa: T201 (shown by pytest -s)
     assert code == 0, f"{story}\n{text[-3000:]}"
     assert trained == set(MODELS) - stored, story
@@ -223,5 +228,4 @@ def test_kill_9_at_random_moments_then_build_again(project: Path, tiny_data: Pat
         assert html.is_file() and "Reproducibility stamp" in html.read_text(), (story, page)
     manifest = json.loads((project / "build" / "manifest.json").read_text())
     assert [p["name"] for p in manifest["pages"]] == list(PAGES), story
-    assert {r["model"] for p in manifest["pages"] for r in p["runs"]} == set(MODELS)
-    logging.getLogger(__name__).info("%s", story)
+    assert {r["model"] for p in manifest["pages"] for r in p["runs"]} == set(MODELS), story
