@@ -193,8 +193,8 @@ def test_every_unused_file_is_listed_once_with_its_reason_in_words(
         ("train/cats/to-dogs", f"a symbolic link to the folder {root}/train/dogs; links to "
                                "folders are not followed"),
         ("train/cats/truncated.jpg", "cannot be decoded: Truncated File Read"),
-        ("validation/stray.jpg", "not inside a class folder (only validation/<class>/ folders "
-                                 "are read)"),
+        ("validation/stray.jpg", "not inside a class folder; only the class folders of "
+                                 "validation/ are read"),
     )
     assert ds.skipped == expected
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping ")]

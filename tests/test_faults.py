@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -162,9 +165,21 @@ def test_kill_9_at_random_moments_then_build_again(project: Path, tiny_data: Pat
     """A tiny quick build killed with -9 at ROUNDS random moments (seeded), then built
     to the end: no build trains what was stored whole before it, and none leaves a temp
     entry. The seed fixes the moments as fractions of one measured cold build."""
-    cache = tmp_path / "cache"
     mark = f"{MARK}={uuid.uuid4().hex}"
-    env = os.environ | {MARK: mark, "TMPDIR": str(tmp_path)}
+    scratch = Path(tempfile.mkdtemp(prefix="catdog-faults-"))  # short: kernel socket paths
+    try:
+        _kill_rounds(project, tiny_data, tmp_path / "cache", mobilenet_weights, tmp_path,
+                     os.environ | {MARK: mark, "TMPDIR": str(scratch)}, mark)
+    finally:
+        for pid in _descendants(mark):  # a failed assertion leaves no build running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _kill_rounds(project: Path, tiny_data: Path, cache: Path, mobilenet_weights: Path,
+                 tmp_path: Path, env: dict[str, str], mark: str) -> None:
+    """The body of the randomized kill test."""
     logs = tmp_path / "logs"
     logs.mkdir()
 

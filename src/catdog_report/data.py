@@ -220,7 +220,7 @@ def walk(root: Path) -> Iterator[tuple[str, Path, str | None]]:
             if entry.is_dir():  # a class folder (a link to a folder counts, as in list_classes)
                 yield from _walk_class(root, entry)
             else:
-                outside = f"not inside a class folder (only {split}/<class>/ folders are read)"
+                outside = f"not inside a class folder; only the class folders of {split}/ are read"
                 yield rel, entry, entry_problem(entry) or outside
 
 
