@@ -3,6 +3,7 @@ path and the fix, before anything is read, trained or written."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -66,7 +67,8 @@ def folder_writable_problem(folder: Path) -> str | None:
     except OSError as exc:
         return _why(exc)
     os.close(fd)
-    os.unlink(name)
+    with contextlib.suppress(OSError):  # gone already if a build swapped the folder meanwhile
+        os.unlink(name)
     return None
 
 
