@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import CacheError
+from .errors import CacheError, CatdogError
 
 log = logging.getLogger(__name__)
 CHECKSUMS = "checksums.json"
@@ -70,8 +70,10 @@ def is_write_failure(exc: BaseException) -> bool:
             or "No space left on device" in str(err))
 
 
-def write_error(exc: BaseException, what: str, folder: Path) -> CacheError:
-    """One line for a failed write: what, the folder, the cause in words, and the fix."""
+def write_error(exc: BaseException, what: str, folder: Path,
+                error: type[CatdogError] = CacheError, elsewhere: str = CACHE_FIX) -> CatdogError:
+    """One line for a failed write: what, the folder, the cause in words, and the fix
+    (elsewhere: how to write on another disk instead, ending 'with room')."""
     err = _os_error(exc) or exc
     code = getattr(err, "errno", None)
     mount = _mount_point(folder)
@@ -79,20 +81,20 @@ def write_error(exc: BaseException, what: str, folder: Path) -> CacheError:
           else f"the file system at {mount}")
     if code in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(err):
         why = f"{folder} is full (no space left on {on})"
-        fix = f"free space there, {CACHE_FIX}"
+        fix = f"free space there, {elsewhere}"
     elif code == errno.EROFS:
         why = f"{folder} is on a read-only file system ({mount})"
-        fix = f"remount it read-write, {CACHE_FIX.replace('with room', 'that is writable')}"
+        fix = f"remount it read-write, {elsewhere.replace('with room', 'that is writable')}"
     elif code in (errno.EACCES, errno.EPERM):
         why = f"{folder} is not writable (permission denied)"
-        fix = f"make it writable, {CACHE_FIX.replace('with room', 'that is writable')}"
+        fix = f"make it writable, {elsewhere.replace('with room', 'that is writable')}"
     else:
         reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
         name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
         why = f"writing in {folder} failed: {reason}{f' ({name})' if name else ''}"
-        fix = f"check that disk, {CACHE_FIX}"
-    return CacheError(f"cannot write {what}: {why}; nothing partial was kept. "
-                      f"{fix[0].upper()}{fix[1:]}")
+        fix = f"check that disk, {elsewhere}"
+    return error(f"cannot write {what}: {why}; nothing partial was kept. "
+                 f"{fix[0].upper()}{fix[1:]}")
 
 
 def _locked_temp(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:

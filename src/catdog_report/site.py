@@ -13,11 +13,12 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from .cache import digest, file_digest, write_atomic
+from .cache import digest, file_digest, write_atomic, write_error
 from .errors import BuildError
 
 log = logging.getLogger(__name__)
 DIGEST_FILE = ".catdog-docs-digest"
+ELSEWHERE = "or build a copy of the project (--project) on a disk with room"
 
 
 class _Loader(yaml.SafeLoader):
@@ -83,7 +84,10 @@ def publish(project: Path, site: Path, docs: Path) -> bool:
     from mkdocs.config import load_config
     from mkdocs.exceptions import MkDocsException
 
-    tmp = Path(tempfile.mkdtemp(dir=site.parent, prefix="site.tmp-"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=site.parent, prefix="site.tmp-"))
+    except OSError as exc:
+        raise write_error(exc, "the site", site.parent, BuildError, ELSEWHERE) from exc
     try:
         cfg = load_config(str(project / "mkdocs.yml"), site_dir=str(tmp), docs_dir=str(docs))
         build(cfg)
@@ -91,6 +95,8 @@ def publish(project: Path, site: Path, docs: Path) -> bool:
         swap(tmp, site)
     except MkDocsException as exc:
         raise BuildError(f"MkDocs could not build the site: {exc}") from exc
+    except OSError as exc:  # a full disk, above all: the old site stays
+        raise write_error(exc, "the site", site.parent, BuildError, ELSEWHERE) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return True
