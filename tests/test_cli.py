@@ -37,11 +37,11 @@ def test_missing_data_folder(capsys: pytest.CaptureFixture[str], project: Path,
                              tmp_path: Path) -> None:
     code, err = run(capsys, "build", "--project", str(project), "--profile", "quick",
                     "--data-dir", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c"))
-    assert code == 1 and "does not exist" in err and "--data-dir" in err
-    assert "Traceback" not in err
+    assert code == 2 and f"--data-dir {tmp_path / 'nowhere'} does not exist" in err
+    assert "Traceback" not in err and not (tmp_path / "c").exists()  # checked up front
     code, err = run(capsys, "-v", "build", "--project", str(project), "--profile", "quick",
                     "--data-dir", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c"))
-    assert code == 1 and "Traceback" in err
+    assert code == 2 and "Traceback" in err
 
 
 def test_data_without_validation(capsys: pytest.CaptureFixture[str], project: Path,

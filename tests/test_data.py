@@ -149,3 +149,132 @@ def test_decoded_images_are_cached(settings: Settings, monkeypatch: pytest.Monke
     monkeypatch.setattr(data, "decode", lambda *a: pytest.fail("decoded twice"))
     again = data.arrays(ds, settings)
     assert np.array_equal(first["test"][0], again["test"][0])
+
+
+def test_every_unused_file_is_listed_once_with_its_reason_in_words(
+        settings: Settings, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import os
+    import re
+    from pathlib import Path as P
+
+    root = settings.data_dir
+    cats = root / "train" / "cats"
+    good = sorted(cats.glob("*.jpg"))[0]
+    (cats / "broken.jpg").symlink_to(root / "gone.jpg")
+    (cats / "loop.jpg").symlink_to("loop.jpg")
+    (cats / "to-dogs").symlink_to(root / "train" / "dogs")
+    (cats / "linked.jpg").symlink_to(good)  # a link to an image is used
+    (cats / "empty.jpg").write_bytes(b"")
+    (cats / "notes.txt").write_text("hello")
+    (cats / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (cats / "garbage.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    (cats / "truncated.jpg").write_bytes(good.read_bytes()[:300])
+    (cats / "secret.jpg").write_bytes(good.read_bytes())
+    os.mkfifo(cats / "pipe.jpg")
+    (cats / "more").mkdir()
+    (cats / "more" / "inner.jpg").write_bytes(good.read_bytes())  # nested: used, as by Keras
+    (root / "validation" / "stray.jpg").write_bytes(good.read_bytes())
+    real = P.read_bytes
+
+    def denied(self: P) -> bytes:  # root reads through permission bits: inject the denial
+        if self.name == "secret.jpg":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(P, "read_bytes", denied)
+    caplog.set_level(logging.WARNING, logger="catdog_report.data")
+    ds = data.scan(settings, root)
+    expected = (
+        ("train/cats/.DS_Store", "not an image file name (no extension; images end in .bmp, "
+                                 ".gif, .jpeg, .jpg, .png, .webp)"),
+        ("train/cats/broken.jpg", f"a symbolic link to {root}/gone.jpg, which does not exist"),
+        ("train/cats/empty.jpg", "empty file (0 bytes)"),
+        ("train/cats/garbage.jpg", "cannot be decoded: not a recognised image format"),
+        ("train/cats/loop.jpg", "a symbolic link to loop.jpg, which cannot be followed (too "
+                                "many levels of symbolic links)"),
+        ("train/cats/notes.txt", "not an image file name (.txt; images end in .bmp, .gif, "
+                                 ".jpeg, .jpg, .png, .webp)"),
+        ("train/cats/pipe.jpg", "a named pipe, not a regular file"),
+        ("train/cats/secret.jpg", "cannot be read (permission denied)"),
+        ("train/cats/to-dogs", f"a symbolic link to the folder {root}/train/dogs; links to "
+                               "folders are not followed"),
+        ("train/cats/truncated.jpg", "cannot be decoded: Truncated File Read"),
+        ("validation/stray.jpg", "not inside a class folder; only the class folders of "
+                                 "validation/ are read"),
+    )
+    assert ds.skipped == expected
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping ")]
+    assert logged == [f"skipping {rel}: {why}" for rel, why in expected]  # same words, once
+    assert {"train/cats/linked.jpg", "train/cats/more/inner.jpg"} <= set(ds.train.files)
+    assert not any(re.search(r"<[^<>]* at 0x", why) for _, why in ds.skipped)
+    monkeypatch.setattr(P, "read_bytes", real)  # permission given: read again, then used
+    again = data.scan(settings, root)
+    assert "train/cats/secret.jpg" in again.train.files and len(again.skipped) == 10
+
+
+def test_pillow_messages_lose_object_reprs() -> None:
+    exc = OSError("cannot identify image file <_io.BytesIO object at 0x7f3a2b1c>")
+    assert data.pillow_message(exc) == "cannot identify image file"
+    assert data.pillow_message(SyntaxError("")) == "the image data is broken (SyntaxError)"
+    assert data.check_image(Path("x.tiff")).startswith("not an image file name (.tiff;")
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0,
+                    reason="root reads through permission bits; the test above injects it")
+def test_an_unreadable_file_is_listed(settings: Settings) -> None:
+    secret = settings.data_dir / "train" / "dogs" / "secret.jpg"
+    secret.write_bytes(b"\xff\xd8")
+    secret.chmod(0)
+    assert dict(data.scan(settings, settings.data_dir).skipped)["train/dogs/secret.jpg"] == (
+        "cannot be read (permission denied)")
+
+
+def _decoded_on_a_full_disk(settings: Settings, ds: data.Dataset) -> str:
+    from catdog_report.errors import CacheError
+
+    with pytest.raises(CacheError) as err:
+        data.arrays(ds, settings)
+    decoded = settings.cache_root / "decoded"
+    assert list(decoded.iterdir()) == []  # no temp file, no partial .npz
+    return str(err.value)
+
+
+def test_decoded_cache_on_a_full_disk_injected(settings: Settings,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from catdog_report import cache
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    ds = data.scan(settings, settings.data_dir)
+    monkeypatch.setattr(cache.os, "fsync", full)
+    message = _decoded_on_a_full_disk(settings, ds)
+    decoded = settings.cache_root / "decoded"
+    assert message.startswith(f"cannot write {decoded}/")
+    assert f": {decoded} is full (no space left on the file system at " in message
+    assert message.endswith("Free space there, or use --cache-dir (CATDOG_CACHE_DIR) to put "
+                            "the caches on a disk with room")
+
+
+def test_decoded_cache_on_a_real_full_disk(settings: Settings, tmp_path: Path) -> None:
+    from mounts import tmpfs
+
+    with tmpfs(tmp_path / "small", "256k") as mount:
+        small = dataclasses.replace(settings, cache_dir=mount / "cache")
+        message = _decoded_on_a_full_disk(small, data.scan(small, settings.data_dir))
+        assert f"{mount}/cache/decoded is full (no space left on the file system at {mount})" \
+            in message
+
+
+def test_scan_removes_temp_files_of_killed_builds(settings: Settings) -> None:
+    decoded = settings.cache_root / "decoded"
+    decoded.mkdir(parents=True)
+    dead = decoded / ".abc-100.npz.x1y2z3.tmp"  # no live writer holds its lock
+    dead.write_bytes(b"half an array")
+    data.scan(settings, settings.data_dir)
+    assert list(decoded.iterdir()) == []

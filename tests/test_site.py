@@ -90,3 +90,33 @@ def test_page_weights_count_html_images_styles_and_scripts(tmp_path: Path) -> No
     assert weights == {"index": 100 + 40, "comparison": len(html) + 100 + 1_600_000}
     assert site.over_budget(weights) == [
         f"comparison: {weights['comparison']:,} bytes > 1,500,000"]
+
+
+def test_a_full_disk_while_publishing_leaves_the_old_site(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from mkdocs.commands import build as mkbuild
+
+    docs = tmp_path / "docs"
+    site.sync_docs(docs, {"index.md": b"# Hi\n"})
+    out = project / "site"
+    out.mkdir()
+    (out / "index.html").write_text("previous")
+
+    def full(cfg: object, **kw: object) -> None:
+        Path(cfg["site_dir"], "index.html").write_text("half")  # type: ignore[index]
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(mkbuild, "build", full)
+    with pytest.raises(BuildError) as err:
+        site.publish(project, out, docs)
+    from catdog_report.cache import _mount_point
+
+    assert str(err.value) == (
+        f"cannot write the site: {project} is full (no space left on the file system at "
+        f"{_mount_point(project)}); nothing partial was kept. Free space there, or build a copy "
+        "of the project (--project) on a disk with room")
+    assert (out / "index.html").read_text() == "previous"
+    assert not list(project.glob("site.tmp-*"))

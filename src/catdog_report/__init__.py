@@ -1,3 +1,3 @@
-"""catdog-report: a reproducible report site for four Keras models on cats and dogs photos."""
+"""catdog-report: a reproducible ML-report site generator for a study declared in study.yml."""
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import CacheError
+from .errors import CacheError, CatdogError
 
 log = logging.getLogger(__name__)
 CHECKSUMS = "checksums.json"
@@ -36,23 +37,154 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_atomic(path: Path, data: bytes | str) -> bool:
-    """Write via a temp file and os.replace; skip when unchanged. Returns True if written."""
-    payload = data.encode() if isinstance(data, str) else data
-    if path.is_file() and path.stat().st_size == len(payload) and path.read_bytes() == payload:
+CACHE_FIX = "or use --cache-dir (CATDOG_CACHE_DIR) to put the caches on a disk with room"
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError behind an exception (itself, its cause or its context), if any."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _mount_point(folder: Path) -> Path:
+    """The mount point of the file system that holds folder (or would hold it)."""
+    path = Path(os.path.abspath(folder))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """Whether exc comes from a full, read-only or failing disk (not from a bug or a signal)."""
+    err = _os_error(exc)
+    if err is None:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    return (err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+            or "No space left on device" in str(err))
+
+
+def write_error(exc: BaseException, what: str, folder: Path,
+                error: type[CatdogError] = CacheError, elsewhere: str = CACHE_FIX) -> CatdogError:
+    """One line for a failed write: what, the folder, the cause in words, and the fix
+    (elsewhere: how to write on another disk instead, ending 'with room')."""
+    err = _os_error(exc) or exc
+    code = getattr(err, "errno", None)
+    mount = _mount_point(folder)
+    on = ("its file system" if mount == Path(os.path.abspath(folder))
+          else f"the file system at {mount}")
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(err):
+        why = f"{folder} is full (no space left on {on})"
+        fix = f"free space there, {elsewhere}"
+    elif code == errno.EROFS:
+        why = f"{folder} is on a read-only file system ({mount})"
+        fix = f"remount it read-write, {elsewhere.replace('with room', 'that is writable')}"
+    elif code in (errno.EACCES, errno.EPERM):
+        why = f"{folder} is not writable (permission denied)"
+        fix = f"make it writable, {elsewhere.replace('with room', 'that is writable')}"
+    else:
+        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+        why = f"writing in {folder} failed: {reason}{f' ({name})' if name else ''}"
+        fix = f"check that disk, {elsewhere}"
+    return error(f"cannot write {what}: {why}; nothing partial was kept. "
+                 f"{fix[0].upper()}{fix[1:]}")
+
+
+def _locked_temp(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """A new temp file, flock-ed for as long as it stays open: a sweeper removes only the
+    temp files whose lock it can take, i.e. whose writer has died."""
+    while True:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(name).st_ino == os.fstat(fd).st_ino:
+                return fd, name
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # a sweeper took the name between mkstemp and flock: draw another
+
+
+def remove_if_abandoned(path: Path, folder: Path | None = None) -> bool:
+    """Remove the temp file path (and its temp folder) if no live writer holds its lock."""
     try:
-        with os.fdopen(fd, "wb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # its writer is alive
+        try:
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                return False  # renamed into place or replaced meanwhile
+        except FileNotFoundError:
+            return False
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        path.unlink(missing_ok=True)
+        log.debug("removed %s, left by a build that was killed", folder or path)
+        return True
+    finally:
+        os.close(fd)
+
+
+def sweep_temp_files(folder: Path, name: str = "*") -> int:
+    """Remove write_atomic's temp files (.NAME.*.tmp) in folder whose writer has died."""
+    try:
+        candidates = list(folder.glob(f".{name}.*.tmp"))
+    except OSError:
+        return 0
+    return sum(remove_if_abandoned(p) for p in candidates)
+
+
+def _write_file(path: Path, text: str) -> None:
+    """Write a file in a folder that is itself temporary (no temp file needed)."""
+    with open(path, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_atomic(path: Path, data: bytes | str) -> bool:
+    """Write via a temp file and os.replace; skip when unchanged. Returns True if written.
+
+    Any failure (a full disk, a read-only one) leaves no temp file and raises a CacheError
+    naming the folder; temp files of killed writers of the same file are removed first.
+    """
+    payload = data.encode() if isinstance(data, str) else data
+    try:
+        sweep_temp_files(path.parent, glob_escape(path.name))
+        if path.is_file() and path.stat().st_size == len(payload) and path.read_bytes() == payload:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _locked_temp(path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise write_error(exc, str(path), path.parent) from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:  # closing it releases the lock: after the rename
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+            os.replace(tmp, path)
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(exc, str(path), path.parent) from exc
         raise
     return True
+
+
+def glob_escape(name: str) -> str:
+    """name with glob's special characters made literal."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _checksums(folder: Path) -> dict[str, str]:
@@ -101,21 +233,38 @@ class Store:
         return f"checksum mismatch in {', '.join(bad)}" if bad else None
 
     def put(self, key: str, fill: Callable[[Path], None]) -> Path:
-        """Create the entry: fill() writes into a temp folder, which is renamed into place."""
-        self.entries.mkdir(parents=True, exist_ok=True)
+        """Create the entry: fill() writes into a temp folder, which is renamed into place.
+
+        The temp folder tmp/NAME has a lock file tmp/NAME.lock held while it is written, so
+        a sweep removes it as soon as its writer is dead. A full or failing disk leaves
+        nothing behind and raises a CacheError naming this store's folder.
+        """
+        what = f"the {self.name} cache entry {key[:12]}"
         tmp_root = self.root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f"{key[:12]}-"))
         try:
+            self.entries.mkdir(parents=True, exist_ok=True)
+            tmp_root.mkdir(parents=True, exist_ok=True)
+            fd, lock_name = _locked_temp(tmp_root, prefix=f"{key[:12]}-", suffix=".lock")
+        except OSError as exc:
+            raise write_error(exc, what, self.root) from exc
+        tmp = Path(lock_name[: -len(".lock")])
+        try:
+            tmp.mkdir()
             fill(tmp)
-            write_atomic(tmp / CHECKSUMS, json.dumps(_checksums(tmp), indent=1, sort_keys=True))
+            _write_file(tmp / CHECKSUMS, json.dumps(_checksums(tmp), indent=1, sort_keys=True))
             final = self.path(key)
             if final.exists():
                 self._discard(final)
             os.rename(tmp, final)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, Exception) and (isinstance(exc, OSError)
+                                               or is_write_failure(exc)):
+                raise write_error(exc, what, self.root) from exc
             raise
+        finally:
+            Path(lock_name).unlink(missing_ok=True)
+            os.close(fd)
         return final
 
     def _discard(self, folder: Path) -> None:
@@ -128,8 +277,12 @@ class Store:
     def lock(self, key: str, timeout: float = 24 * 3600) -> Iterator[None]:
         """Hold an exclusive lock on key; a second holder waits, saying so."""
         locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{key}.lock", "w") as fh:
+        try:
+            locks.mkdir(parents=True, exist_ok=True)
+            fh = open(locks / f"{key}.lock", "a")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise write_error(exc, f"the lock file {locks / key}.lock", locks) from exc
+        with fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -153,9 +306,23 @@ class Store:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def sweep(self) -> None:
-        """Remove temp folders left by interrupted writers that hold no lock."""
+        """Remove what interrupted writers left in tmp/: at once where the writer is dead
+        (its lock file is free), after an hour for folders of older versions."""
         tmp_root = self.root / "tmp"
-        if tmp_root.is_dir():
-            for child in tmp_root.iterdir():
-                if time.time() - child.stat().st_mtime > 3600:
+        if self.root.is_dir():  # write_atomic's temp files, e.g. in runs/memo/
+            for folder in [self.root, *self.root.iterdir()]:
+                if folder.is_dir() and folder.name not in ("entries", "tmp", "locks"):
+                    sweep_temp_files(folder)
+        if not tmp_root.is_dir():
+            return
+        for child in sorted(tmp_root.iterdir()):
+            try:
+                if child.suffix == ".lock":
+                    remove_if_abandoned(child, child.with_suffix(""))
+                elif child.name.startswith("discarded-"):  # garbage once renamed there
                     shutil.rmtree(child, ignore_errors=True)
+                elif (child.is_dir() and not child.with_name(child.name + ".lock").exists()
+                      and time.time() - child.stat().st_mtime > 3600):
+                    shutil.rmtree(child, ignore_errors=True)
+            except OSError:
+                continue  # removed meanwhile by another build's sweep

@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
                    "(else CATDOG_DATA_DIR, Keras's cache, then the study's URL)")
     b.add_argument("--weights", type=Path, help="local no-top .h5 of the base a model declares "
                    "(else CATDOG_WEIGHTS, then Keras's imagenet weights)")
-    b.add_argument("--cache-dir", type=Path, default=os.environ.get("CATDOG_CACHE_DIR"),
+    b.add_argument("--cache-dir", type=Path,
                    help="run and page caches (default .cache/, or CATDOG_CACHE_DIR)")
     b.add_argument("--project", type=Path, default=Path.cwd(), help="project folder")
     b.add_argument("--epochs", nargs="*", default=[], metavar="MODEL=N",
@@ -84,15 +84,20 @@ def parser() -> argparse.ArgumentParser:
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the site."""
     from .build import build
+    from .paths import check_build_paths, given_paths
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind like Ctrl-C
+    given = given_paths({"cache_dir": args.cache_dir, "data_dir": args.data_dir,
+                         "weights": args.weights})
     settings = Settings.from_mapping({
         "profile": args.profile, "project_dir": args.project.resolve(),
-        "data_dir": args.data_dir, "weights": args.weights, "cache_dir": args.cache_dir,
+        "data_dir": args.data_dir, "weights": args.weights,
+        "cache_dir": given["cache_dir"][0] if "cache_dir" in given else None,
         "epochs": _epochs(args.epochs), "seed": args.seed, "strategy": args.strategy,
         "image_size": args.image_size, "batch_size": args.batch_size,
         "keep_going": args.keep_going, "jobs": args.jobs, "engine": args.engine,
         "seeds": args.seeds, "precision": args.precision, "workers": args.workers})
+    check_build_paths(settings, given)  # one clear line before anything is written
     result = build(settings)
     executed = [p.name for p in result.pages if not p.cached]
     log.info("built %d pages in %.1f s (%d executed: %s); site %s", len(result.pages),

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import os
 import random
 import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .cache import digest, file_digest, write_atomic
+from .cache import digest, sweep_temp_files, write_atomic
 from .config import Settings
 from .errors import DataError
 from .study import DataSpec
@@ -24,7 +27,7 @@ log = logging.getLogger(__name__)
 SPLIT_FOLDERS = ("train", "validation")
 TEST_FRACTION = 5  # one fifth of the validation images is the test split
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
-SCAN_FORMAT = 1
+SCAN_FORMAT = 2  # 2: problems in words, broken links listed
 
 
 @dataclass(frozen=True)
@@ -141,44 +144,147 @@ def list_classes(root: Path, spec: DataSpec) -> tuple[str, ...]:
 
 
 def check_image(path: Path) -> str | None:
-    """None when Pillow decodes the whole image, else why it can't be used."""
-    from PIL import Image
-
+    """None when Pillow decodes the whole image, else why it can't be used, in words."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        return f"not an image file name ({path.suffix or 'no extension'})"
-    data = path.read_bytes()
+        return _name_problem(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot be read ({os_reason(exc)})"
+    return _image_problem(data)
+
+
+def _name_problem(path: Path) -> str:
+    return (f"not an image file name ({path.suffix or 'no extension'}; "
+            f"images end in {', '.join(sorted(IMAGE_SUFFIXES))})")
+
+
+def _image_problem(data: bytes) -> str | None:
+    """None when Pillow decodes these bytes, else why not."""
+    from PIL import Image, UnidentifiedImageError
+
     if not data:
         return "empty file (0 bytes)"
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
+    except UnidentifiedImageError:
+        return "cannot be decoded: not a recognised image format"
     except Exception as exc:  # Pillow raises many types for bad files
-        return f"cannot be decoded ({type(exc).__name__}: {exc})"
+        return f"cannot be decoded: {pillow_message(exc)}"
     return None
 
 
+def pillow_message(exc: BaseException) -> str:
+    """Pillow's message in words: object reprs such as <_io.BytesIO object at 0x…> removed."""
+    text = re.sub(r"\s*'?<[^<>]*\bat 0x[0-9a-fA-F]+>'?", "", str(exc))
+    text = re.sub(r"\s+", " ", text).strip(" :;,")
+    return text or f"the image data is broken ({type(exc).__name__})"
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError's cause in lower-case words, without the path."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
+KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket",
+         stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+
+
+def entry_problem(path: Path) -> str | None:
+    """Why an entry in a class folder is no file to read, or None for a regular file (or a
+    symbolic link to one) and for a folder (searched in turn)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be examined ({os_reason(exc)})"
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return f"a symbolic link to {target}, which does not exist"
+        except OSError as exc:
+            return f"a symbolic link to {target}, which cannot be followed ({os_reason(exc)})"
+        if stat.S_ISDIR(st.st_mode):
+            return f"a symbolic link to the folder {target}; links to folders are not followed"
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    return f"{KINDS.get(stat.S_IFMT(st.st_mode), 'a special file')}, not a regular file"
+
+
+def walk(root: Path) -> Iterator[tuple[str, Path, str | None]]:
+    """Every file under train/ and validation/: (path relative to root, path, why it is
+    unusable or None when it is a regular file inside a class folder)."""
+    for split in SPLIT_FOLDERS:
+        for entry in sorted((root / split).iterdir()):
+            rel = entry.relative_to(root).as_posix()
+            if entry.is_dir():  # a class folder (a link to a folder counts, as in list_classes)
+                yield from _walk_class(root, entry)
+            else:
+                outside = f"not inside a class folder; only the class folders of {split}/ are read"
+                yield rel, entry, entry_problem(entry) or outside
+
+
+def _walk_class(root: Path, folder: Path) -> Iterator[tuple[str, Path, str | None]]:
+    """The files of a class folder and of the folders inside it (used, as Keras does)."""
+    try:
+        children = sorted(folder.iterdir())
+    except OSError as exc:
+        yield (folder.relative_to(root).as_posix() + "/", folder,
+               f"a folder that cannot be read ({os_reason(exc)})")
+        return
+    for child in children:
+        problem = entry_problem(child)
+        if problem is None and child.is_dir():
+            yield from _walk_class(root, child)
+        else:
+            yield child.relative_to(root).as_posix(), child, problem
+
+
+def _check_file(path: Path) -> dict[str, Any]:
+    """Read a file once: its checksum and, if it is no usable image, why."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return {"sha256": None, "problem": _name_problem(path)}
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return {"sha256": None, "problem": f"cannot be read ({os_reason(exc)})", "retry": True}
+    return {"sha256": hashlib.sha256(data).hexdigest(), "problem": _image_problem(data)}
+
+
 def _scan_folder(root: Path, cache_root: Path) -> dict[str, dict[str, Any]]:
-    """Check every file once; remember results by (size, mtime) in a scan cache."""
+    """Check every file once; remember results by (size, mtime) in a scan cache.
+
+    Every entry that is not a usable image gets a problem in words: broken links, special
+    files, unreadable files or folders, other names, empty or undecodable images.
+    """
     record_path = cache_root / "scan" / f"{digest(str(root.resolve()))}.json"
+    for folder in ("scan", "decoded"):  # temp files of killed builds
+        sweep_temp_files(cache_root / folder)
     try:
         known = json.loads(record_path.read_text())
         known = known["files"] if known.get("format") == SCAN_FORMAT else {}
     except (OSError, ValueError, KeyError):
         known = {}
     result: dict[str, dict[str, Any]] = {}
-    for split in SPLIT_FOLDERS:
-        for path in sorted((root / split).rglob("*")):
-            if not path.is_file():
-                continue
-            rel = path.relative_to(root).as_posix()
-            st = path.stat()
-            stamp = [st.st_size, st.st_mtime_ns]
-            entry = known.get(rel)
-            if entry is None or entry["stamp"] != stamp:
-                entry = {"stamp": stamp, "sha256": file_digest(path), "problem": check_image(path)}
-            result[rel] = entry
-    if result != known:
-        write_atomic(record_path, json.dumps({"format": SCAN_FORMAT, "files": result}))
+    record: dict[str, dict[str, Any]] = {}
+    for rel, path, problem in walk(root):
+        if problem is not None:
+            result[rel] = {"stamp": None, "sha256": None, "problem": problem}
+            continue
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns]
+        entry = known.get(rel)
+        if entry is None or entry["stamp"] != stamp:
+            entry = {"stamp": stamp} | _check_file(path)
+        result[rel] = entry
+        if not entry.pop("retry", False):  # an unreadable file is read again next time
+            record[rel] = entry
+    if record != known:
+        write_atomic(record_path, json.dumps({"format": SCAN_FORMAT, "files": record}))
     return result
 
 

@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 KERNEL = "python3"
 _ACTIVE: set[Any] = set()  # kernel managers with a running kernel
-INTERRUPTED = threading.Event()
+INTERRUPTED = threading.Event()  # a signal stopped the build
+STOPPED = threading.Event()  # the build failed and stops the pages still running
 T = TypeVar("T")
 
 
@@ -84,10 +85,14 @@ def run_batch(main: Callable[[], Awaitable[T]]) -> T:
         _install_signal_handlers()
         try:
             return await main()
+        except BaseException:
+            STOPPED.set()  # asyncio.run now cancels the pages still running
+            raise
         finally:
             _ROOT.clear()
 
     logging.getLogger("traitlets").setLevel(logging.ERROR)
+    STOPPED.clear()
     try:
         return asyncio.run(root())
     except asyncio.CancelledError:
@@ -97,6 +102,8 @@ def run_batch(main: Callable[[], Awaitable[T]]) -> T:
 async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int = 7200,
                         log_file: Path | None = None) -> Any:
     """Execute one page in its own kernel inside a running event loop (see run_batch)."""
+    import asyncio
+
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     try:
@@ -110,10 +117,23 @@ async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int =
                         f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it"
                         ) from None
     except DeadKernelError:
+        if STOPPED.is_set() and not INTERRUPTED.is_set():
+            _stopped_by_build(path)  # nbclient reports its cancellation as a dead kernel
+            raise asyncio.CancelledError from None
         why = ("the build was interrupted" if INTERRUPTED.is_set()
                else "out of memory? check the page's log in build/logs/")
         raise PageError(f"the Jupyter kernel running {path.name} died ({why})") from None
+    except asyncio.CancelledError:
+        if STOPPED.is_set() and not INTERRUPTED.is_set():
+            _stopped_by_build(path)
+        raise
     return nb
+
+
+def _stopped_by_build(path: Path) -> None:
+    """Say that the build, failing elsewhere, stopped this page's kernel (no crash)."""
+    log.warning("%s: stopped by the build, which stops the pages still running at its "
+                "first failure (this page did not fail)", path.name)
 
 
 async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int,

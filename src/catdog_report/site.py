@@ -13,11 +13,12 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from .cache import digest, file_digest, write_atomic
+from .cache import digest, file_digest, write_atomic, write_error
 from .errors import BuildError
 
 log = logging.getLogger(__name__)
 DIGEST_FILE = ".catdog-docs-digest"
+ELSEWHERE = "or build a copy of the project (--project) on a disk with room"
 
 
 class _Loader(yaml.SafeLoader):
@@ -91,11 +92,16 @@ def publish(project: Path, site: Path, docs: Path, engine: str = "mkdocs") -> bo
     if marker.is_file() and marker.read_text() == wanted:
         log.info("site/ is up to date; %s not run", engine)
         return False
-    tmp = Path(tempfile.mkdtemp(dir=site.parent, prefix="site.tmp-"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=site.parent, prefix="site.tmp-"))
+    except OSError as exc:
+        raise write_error(exc, "the site", site.parent, BuildError, ELSEWHERE) from exc
     try:
         render_site(engine, project / "mkdocs.yml", docs, tmp)
         (tmp / DIGEST_FILE).write_text(wanted)
         swap(tmp, site)
+    except OSError as exc:  # a full disk, above all: the old site stays
+        raise write_error(exc, "the site", site.parent, BuildError, ELSEWHERE) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return True
