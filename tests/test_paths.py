@@ -202,5 +202,5 @@ def test_weights(capsys: pytest.CaptureFixture[str], args: dict[str, Path],
     monkeypatch.setenv("CATDOG_WEIGHTS", str(tmp_path / "missing.h5"))
     assert build_error(capsys, args) == (
         f"CATDOG_WEIGHTS {tmp_path}/missing.h5 does not exist; point CATDOG_WEIGHTS at a local "
-        "MobileNetV2 no-top weights file "
-        "(mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5)")
+        "no-top weights file of the base, such as "
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5")

@@ -38,10 +38,10 @@ def test_runs_in_dependency_order_and_page_keys(tmp_path: Path) -> None:
     assert plan.runs == ["small", "tuned"]  # the parent trains first
     assert plan.pages[1].runs == ("tuned",) and plan.pages[1].key is None  # key: later
     assert plan.pages[0].key is not None  # shows no run: known now
-    known = {"small": "a" * 64, "tuned": "b" * 64}
+    known = {"small@0": "a" * 64, "tuned@0": "b" * 64}
     again = make_plan(s, _pages(Needs(()), Needs(("tuned",))), known, {"x": 1})
     assert again.pages[1].key is not None and again.to_train == []
-    other = make_plan(s, _pages(Needs(()), Needs(("tuned",))), known | {"tuned": "c" * 64},
+    other = make_plan(s, _pages(Needs(()), Needs(("tuned",))), known | {"tuned@0": "c" * 64},
                       {"x": 1})
     assert other.pages[1].key != again.pages[1].key  # a page's key holds its runs' keys
     assert other.pages[0].key == again.pages[0].key
@@ -70,3 +70,12 @@ def test_planning_imports_no_tensorflow(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_several_seeds_are_several_runs(tmp_path: Path) -> None:
+    s = study.load(write_study(tmp_path))
+    plan = make_plan(s, _pages(Needs(("tuned",)), Needs((), True)), {"small@0": "k"}, {},
+                     seeds=[0, 1, 2])
+    assert plan.ids == ["small@0", "small@1", "small@2", "tuned@0", "tuned@1", "tuned@2"]
+    assert plan.pages[0].ids == ("tuned@0", "tuned@1", "tuned@2")  # every seed it shows
+    assert plan.to_train == plan.ids[1:] and plan.pages[0].key is None

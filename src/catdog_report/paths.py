@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import ConfigError
-from .models import WEIGHTS_FILE
+from .weights import file_name
 
 ENV = {"cache_dir": "CATDOG_CACHE_DIR", "data_dir": "CATDOG_DATA_DIR",
        "weights": "CATDOG_WEIGHTS"}
@@ -129,7 +129,8 @@ def _existing_folder(path: Path, name: str, fix: str) -> None:
 
 def _weights_file(path: Path, option: str) -> None:
     """The MobileNetV2 weights: an existing, readable file."""
-    fix = f"point {option} at a local MobileNetV2 no-top weights file ({WEIGHTS_FILE})"
+    fix = (f"point {option} at a local no-top weights file of the base, such as "
+           f"{file_name('mobilenet_v2', 160)}")
     if problem := _dangling(path):
         raise ConfigError(f"{option} {path} {problem}; {fix}")
     if not path.exists():
