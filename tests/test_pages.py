@@ -34,6 +34,7 @@ def test_markdown_with_image_files_alt_text_and_captions() -> None:
     text, images = pages.to_markdown(nb, "page")
     assert list(images) == ["page_1.png"] and images["page_1.png"].startswith(b"\x89PNG")
     assert "![a plot](page_1.png)" in text and "<figcaption>Cap</figcaption>" in text
+    assert "[![a plot](page_1.png)](page_1.png){ .catdog-zoom" in text  # opens full size
     assert "```python\nshow(fig)\n```" in text and "hello" in text and "noise" not in text
     assert "**bold**" in text and "secret()" not in text and "gone()" not in text
     assert "base64" not in text and PNG[:20] not in text

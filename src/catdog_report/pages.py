@@ -130,7 +130,8 @@ def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
             raw = bundle[mime]
             images[name] = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
             alt = str(meta.get("alt") or "figure").replace("]", ")").replace("[", "(")
-            img = f"![{alt}]({name})"
+            # a plain link opens the figure full size, offline, in either site engine
+            img = f"[![{alt}]({name})]({name}){{ .catdog-zoom title=\"Open full size\" }}"
             caption = meta.get("caption")
             return [f"<figure markdown=\"span\">\n  {img}\n  <figcaption>{caption}</figcaption>"
                     "\n</figure>" if caption else img]
