@@ -20,12 +20,13 @@ from .cache import digest, file_digest, write_atomic
 from .config import ENV_BUILD, ENV_SETTINGS, Settings
 from .errors import BuildError, CatdogError, PageError, TrainingError
 from .kernel import KERNEL
-from .plan import Plan, make_plan, page_needs, run_id
+from .plan import Needs, Plan, make_plan, page_needs, run_id
 
 log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent
 RUNS_FILE = "runs.json"
 DATASET_FILE = "dataset.json"
+NEEDS_FORMAT = 1  # bump when page_needs() finds more
 
 
 @dataclass
@@ -99,11 +100,23 @@ def plan_build(settings: Settings, dataset: data.Dataset, base: str | None) -> P
     for name in site.nav_pages(settings.project_dir):
         path = settings.project_dir / "content" / f"{name}.md"
         text = path.read_text()
-        needs = page_needs(pages.code_cells(pages.read(path)), f"page {path.name}")
-        sources.append((name, path, text, needs))
+        sources.append((name, path, text, parsed_needs(settings, path, text)))
     known = training.known_runs(settings, dataset, base)
     return make_plan(settings.study, sources, known, page_inputs(settings, dataset, base),
                      settings.seed_list)
+
+
+def parsed_needs(settings: Settings, path: Path, text: str) -> Needs:
+    """A page's needs (an AST walk of its code cells), remembered by the page's text."""
+    memo = settings.cache_root / "pages" / "needs" / f"{digest([NEEDS_FORMAT, text])}.json"
+    try:
+        raw = json.loads(memo.read_text())
+        return Needs(tuple(raw["fits"]), bool(raw["reads_runs"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    needs = page_needs(pages.code_cells(pages.read(path)), f"page {path.name}")
+    write_atomic(memo, json.dumps({"fits": list(needs.fits), "reads_runs": needs.reads_runs}))
+    return needs
 
 
 class RunBook:
