@@ -163,14 +163,48 @@ def train_runs(settings: Settings, dataset: data.Dataset, plan: Plan, base: str 
 
 
     arrays = functools.cache(lambda: data.arrays(dataset, settings))
+    jobs = []  # runs to train in worker processes
     for name in plan.runs:
+        parent = settings.study.models[name].starts_from
         for seed in plan.seeds:
             if stop.is_set():
                 raise KeyboardInterrupt
+            if settings.workers > 1 and (run_id(name, seed) not in plan.known
+                                         or any(j[0] == parent for j in jobs)):
+                jobs.append((name, settings.replace(seed=seed), parent))
+                continue
             entry = _find_or_fit(settings.replace(seed=seed), dataset, plan, name, base, book,
                                  arrays, stop)
-            book.add(name, seed, entry | {"title": settings.study.models[name].title})
-            on_ready(run_id(name, seed))
+            _ready(settings, book, on_ready, name, seed, entry)
+    if jobs:
+        _train_in_workers(settings, dataset, jobs, base, book, on_ready, stop)
+
+
+def _ready(settings: Settings, book: RunBook, on_ready: Any, name: str, seed: int,
+           entry: dict[str, Any]) -> None:
+    """Record a ready run in runs.json and tell the pages waiting for it."""
+    book.add(name, seed, entry | {"title": settings.study.models[name].title})
+    on_ready(run_id(name, seed))
+
+
+def _train_in_workers(settings: Settings, dataset: data.Dataset, jobs: list[Any],
+                      base: str | None, book: RunBook, on_ready: Any,
+                      stop: threading.Event) -> None:
+    """Train the runs the cache lacks in settings.workers processes (workers.py)."""
+    from . import workers
+
+    data.arrays(dataset, settings)  # decode once here; every worker reads the cached arrays
+    log.info("training %d run(s) in %d worker processes (%d TensorFlow thread(s) each)",
+             len(jobs), settings.workers, workers.threads_per_worker(settings.workers))
+
+    def parent_key(name: str, s: Settings) -> str | None:
+        parent = settings.study.models[name].starts_from
+        return book.key(parent, s.seed) if parent else None
+
+    done = {(e["model"], e["seed"]) for e in book.by_id.values()}
+    workers.train(jobs, settings.workers, settings.build_dir / DATASET_FILE, base, parent_key,
+                  lambda name, s, entry: _ready(settings, book, on_ready, name, s.seed, entry),
+                  stop, done)
 
 
 def _find_or_fit(settings: Settings, dataset: data.Dataset, plan: Plan, name: str,

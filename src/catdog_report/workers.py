@@ -1,0 +1,97 @@
+"""Independent training runs in parallel worker processes (--workers N).
+
+Each worker is a fresh (spawned) Python process with TensorFlow's threads split between the
+workers: on 2 cores, two one-thread processes keep both cores busier than one two-thread
+process. A run starts once its parent's run (same seed) is ready; every run goes through
+the same run cache, keys and memo as in the build process, so the run keys are the same
+as training them one by one. For more than one machine, this is where a run queue on an
+existing engine (Ray, Dask) would take the place of the process pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .errors import CatdogError, TrainingError
+
+log = logging.getLogger(__name__)
+
+
+def threads_per_worker(workers: int) -> int:
+    """TensorFlow's intra-op threads for each of `workers` processes on this machine."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _init(threads: int, level: int) -> None:
+    """In each worker, before TensorFlow loads: its share of the threads, logs to stderr."""
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=level, format="%(message)s")
+
+
+def _run(name: str, settings_json: str, dataset_file: str, base: str | None,
+         parent: str | None) -> dict[str, Any]:
+    """One run, inside a worker: find it in the run cache or train it."""
+    import json
+
+    from . import data, training
+
+    settings = Settings.from_mapping(json.loads(settings_json))
+    dataset = data.read_dataset(Path(dataset_file))
+    try:
+        return training.find_or_fit(name, settings, dataset,
+                                    lambda: data.arrays(dataset, settings), base, parent)
+    except CatdogError:
+        raise
+    except Exception as exc:  # TensorFlow and Keras raise many kinds; keep it picklable
+        raise TrainingError(f"training {name} (seed {settings.seed}) failed: "
+                            f"{type(exc).__name__}: {str(exc).strip()[:500]}") from None
+
+
+def train(jobs: list[tuple[str, Settings, str | None]], workers: int, dataset_file: Path,
+          base: str | None, parent_key: Callable[[str, Settings], str | None],
+          done: Callable[[str, Settings, dict[str, Any]], None], stop: Any,
+          finished: set[tuple[str, int]] | None = None) -> None:
+    """Train jobs (model, settings at its seed, parent model or None) in `workers`
+    processes, each once its parent run is done (finished: (model, seed) runs that already
+    are); done() is called in this process as each run is ready. Setting `stop` kills the
+    workers; nothing half-trained is stored."""
+    import multiprocessing
+
+    pending = list(jobs)
+    finished = set(finished or ())
+    running: dict[Future[dict[str, Any]], tuple[str, Settings]] = {}
+    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _init,
+                               (threads_per_worker(workers), log.getEffectiveLevel()))
+    t0 = time.perf_counter()
+    try:
+        while pending or running:
+            for job in [j for j in pending if j[2] is None or (j[2], j[1].seed) in finished]:
+                name, settings, _ = job
+                pending.remove(job)
+                future = pool.submit(_run, name, settings.to_json(), str(dataset_file), base,
+                                     parent_key(name, settings))
+                running[future] = (name, settings)
+            ready, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            if stop.is_set():
+                raise KeyboardInterrupt
+            for future in ready:
+                name, settings = running.pop(future)
+                done(name, settings, future.result())
+                finished.add((name, settings.seed))
+        log.info("%d run(s) in %d worker processes: %.1f s", len(jobs), workers,
+                 time.perf_counter() - t0)
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()  # a training worker stops at once; its temp entry is swept
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,66 @@
+"""Independent runs in worker processes: the same run keys as one by one, parents first."""
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from catdog_report import build, data, workers
+from catdog_report.config import Settings
+from conftest import make_images
+from test_study import write_study
+
+pytestmark = pytest.mark.slow
+
+
+def _train(tmp_path: Path, n_workers: int, stop: threading.Event | None = None,
+           epochs: dict[str, int] | None = None) -> build.RunBook:
+    shapes = tmp_path.parent / "shapes"
+    if not shapes.exists():
+        make_images(shapes, classes=("circles", "squares"))
+    s = Settings(profile="quick", project_dir=tmp_path, study_file=write_study(tmp_path),
+                 data_dir=shapes, cache_dir=tmp_path / "cache", image_size=32, batch_size=8,
+                 seeds=2, workers=n_workers, epochs=epochs or {})
+    ds = data.scan(s, s.data_dir)
+    data.write_dataset(s.build_dir / "dataset.json", ds)
+    plan = build.Plan(["small", "tuned"], [], seeds=[0, 1])
+    book = build.RunBook(s)
+    order: list[str] = []
+    build.train_runs(s, ds, plan, None, book, order.append, stop or threading.Event())
+    book.order = order  # type: ignore[attr-defined]
+    return book
+
+
+def test_workers_train_the_same_runs_as_one_by_one(tmp_path: Path) -> None:
+    one = _train(tmp_path / "one", 1)
+    two = _train(tmp_path / "two", 2)
+    assert {i: e["key"] for i, e in one.by_id.items()} == {
+        i: e["key"] for i, e in two.by_id.items()}  # same keys: same inputs, same cache
+    order = two.order  # type: ignore[attr-defined]
+    assert sorted(order) == ["small@0", "small@1", "tuned@0", "tuned@1"]
+    for seed in (0, 1):  # a child is ready only after its parent of the same seed
+        assert order.index(f"small@{seed}") < order.index(f"tuned@{seed}")
+    assert all(e["parent"] == two.key("small", e["seed"])
+               for e in two.by_id.values() if e["model"] == "tuned")
+    again = _train(tmp_path / "two", 2)  # everything cached: no worker is needed
+    assert not any(e["trained"] for e in again.by_id.values())
+
+
+def test_threads_are_split_between_workers() -> None:
+    import os
+
+    assert workers.threads_per_worker(1) == (os.cpu_count() or 1)
+    assert workers.threads_per_worker(64) == 1
+
+
+def test_a_stopped_build_stops_the_workers(tmp_path: Path) -> None:
+    import time
+
+    stop = threading.Event()
+    threading.Timer(15, stop.set).start()  # the workers are training by then
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "stopped", 2, stop, epochs={"small": 100_000})
+    assert time.perf_counter() - t0 < 60  # 100,000 epochs would take hours
+    entries = tmp_path / "stopped" / "cache" / "runs" / "entries"
+    assert not entries.exists() or not list(entries.iterdir())  # nothing half-trained
