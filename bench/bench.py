@@ -63,7 +63,7 @@ from harness import (  # noqa: E402
     run_measured,
     run_probe,
 )
-from numbers_ import median, report, summarise_throughput  # noqa: E402
+from numbers_ import median, report, summarise_precision, summarise_throughput  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "else ../shared/weights/*.h5, else Keras's cache)")
     p.add_argument("--pairs", type=int, default=3, help="cold build / plain script pairs")
     p.add_argument("--smoke", action="store_true", help="tiny end-to-end check (a few minutes)")
+    p.add_argument("--precision-seeds", type=int, default=3,
+                   help="seeds per model for the float32 vs bf16 accuracy comparison")
+    p.add_argument("--no-precision", action="store_true", help="skip the bf16 comparison")
     p.add_argument("--work-dir", type=Path, help="where the temp folders go (default: $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (logs, caches)")
     p.add_argument("--out", type=Path, help="results JSON (default bench/results.json, "
@@ -314,6 +317,19 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{label}: {r['wall_s']:.1f} s; pages executed: "
                 f"{', '.join(r['pages_executed']) or 'none'}; models trained: "
                 f"{', '.join(r['models_trained']) or 'none'}")
+        if not args.no_precision:
+            res["precision_seeds"] = args.precision_seeds
+            for precision in ("float32", "bf16"):
+                label = f"precision {precision}"
+                say(f"{label}: {args.precision_seeds} seeds per model on the last pair's cache")
+                r = run_measured(label, catdog_cmd(
+                    data_root, weights, cache, project, overrides, "--seeds",
+                    str(args.precision_seeds), "--precision", precision), logs)
+                if r["rc"] != 0:
+                    raise RuntimeError(f"{label} failed:\n" + "\n".join(r["stderr_tail"]))
+                memory.append(strip(r))
+                say(f"{label}: {r['wall_s']:.1f} s")
+            res["precision"] = summarise_precision(read_records(cache), args.precision_seeds)
     except BaseException as exc:
         res["error"] = f"{type(exc).__name__}: {exc}"
         res["machine"]["loadavg_end"] = os.getloadavg()

@@ -135,12 +135,12 @@ def parse_build_log(text: str) -> dict[str, Any]:
 
 
 def catdog_cmd(data_root: Path, weights: Path, cache: Path, project: Path,
-               epochs: dict[str, int]) -> list[str]:
+               epochs: dict[str, int], *extra: str) -> list[str]:
     """`catdog-report build --profile quick ...` (through bench/run_build.py)."""
     cmd = [sys.executable, str(BENCH / "run_build.py"), "build", "--profile", "quick",
            "--data-dir", str(data_root), "--weights", str(weights), "--cache-dir", str(cache),
            "--project", str(project), "--image-size", str(IMAGE_SIZE),
-           "--batch-size", str(BATCH_SIZE), "--seed", str(SEED)]
+           "--batch-size", str(BATCH_SIZE), "--seed", str(SEED), *extra]
     if epochs:
         cmd += ["--epochs", *(f"{k}={v}" for k, v in epochs.items())]
     return cmd
@@ -162,7 +162,8 @@ def read_records(cache: Path) -> list[dict[str, Any]]:
     for path in sorted((cache / "runs" / "entries").glob("*/record.json")):
         rec = json.loads(path.read_text())
         out.append({k: rec.get(k) for k in ("model", "epochs", "train_seconds", "epoch_seconds",
-                                            "images", "batch_size", "image_size", "test")})
+                                            "images", "batch_size", "image_size", "test",
+                                            "seed", "precision")})
     return out
 
 
@@ -209,7 +210,8 @@ def run_probe(smoke: bool, logs: Path) -> dict[str, Any]:
     last = Path(result["stdout_log"]).read_text().strip().splitlines()[-1]
     probe = json.loads(last) | {"wall_s": result["wall_s"]}
     probe["train_step"] = []
-    for name, variant in itertools.product(MODEL_NAMES, ("default", "xla", "intra2-inter1")):
+    variants = ("default", "xla", "intra2-inter1", "bf16")
+    for name, variant in itertools.product(MODEL_NAMES, variants):
         r = run_measured(f"probe {name} {variant}", [  # TF threads are set per process
             sys.executable, str(BENCH / "probe.py"), "--image-size", str(IMAGE_SIZE),
             "--batch-size", str(BATCH_SIZE), "--train-step", variant, "--model", name], logs)

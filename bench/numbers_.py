@@ -67,6 +67,45 @@ def summarise_throughput(probe: dict[str, Any], pairs: list[dict[str, Any]]) -> 
     return out
 
 
+def summarise_precision(records: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
+    """Per model and precision, over seeds: test accuracy (mean, sd, each) and the median
+    epoch time after the first (which traces), from the run records."""
+    out: dict[str, Any] = {}
+    for name in MODEL_NAMES:
+        for precision in ("float32", "bf16"):
+            runs = [r for r in records if r["model"] == name
+                    and (r.get("precision") or "float32") == precision
+                    and r.get("seed") is not None and r["seed"] < seeds]
+            if not runs:
+                continue
+            accs = [r["test"]["accuracy"] for r in runs]
+            epochs = [s for r in runs for s in (r.get("epoch_seconds") or [])[1:]]
+            out.setdefault(name, {})[precision] = {
+                "seeds": sorted(r["seed"] for r in runs), "test_acc": accs,
+                "test_acc_mean": round(statistics.fmean(accs), 4),
+                "test_acc_sd": round(statistics.stdev(accs), 4) if len(accs) > 1 else None,
+                "epoch_seconds_median": median(epochs)}
+    return out
+
+
+def _acc(r: dict[str, Any] | None) -> str:
+    """'93.5% ± 1.2%' over seeds, or '-'."""
+    if not r:
+        return "-"
+    sd = f" ± {r['test_acc_sd']:.1%}" if r["test_acc_sd"] is not None else ""
+    return f"{r['test_acc_mean']:.1%}{sd}"
+
+
+def _epoch(r: dict[str, Any] | None) -> str:
+    """The median epoch seconds, or '-'."""
+    return f"{r['epoch_seconds_median']:.2f}" if r and r["epoch_seconds_median"] else "-"
+
+
+def _step(r: dict[str, Any] | None) -> str:
+    """A probe's steady step in milliseconds, or '-'."""
+    return f"{r['step_seconds'] * 1e3:.1f}" if r else "-"
+
+
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("MET" if ok else "NOT MET")
 
@@ -192,6 +231,19 @@ def report(res: dict[str, Any]) -> str:
     for r in res["memory"]:
         lines.append(f"   {r['label']:<28}{mb(r['peak_tree_rss_mb']):>9}"
                      f"{mb(r['largest_process_maxrss_mb']):>12}{r['peak_processes']:>7}")
+    if res.get("precision"):
+        lines += ["", "6. float32 vs bf16 (Keras mixed_bfloat16), quick profile, seeds "
+                  f"{res['precision_seeds']}: test accuracy mean ± sd over seeds; median epoch "
+                  "time after the first; the steady step from section 3's probe",
+                  f"   {'model':<12}{'fp32 acc':>16}{'bf16 acc':>16}{'fp32 ep s':>11}"
+                  f"{'bf16 ep s':>11}{'fp32 step ms':>14}{'bf16 step ms':>14}"]
+        steps = {(x.get("model"), x["variant"]): x for x in probe.get("train_step", [])}
+        for name, per in res["precision"].items():
+            cells = [_acc(per.get("float32")), _acc(per.get("bf16")),
+                     _epoch(per.get("float32")), _epoch(per.get("bf16")),
+                     _step(steps.get((name, "default"))), _step(steps.get((name, "bf16")))]
+            lines.append(f"   {name:<12}{cells[0]:>16}{cells[1]:>16}{cells[2]:>11}{cells[3]:>11}"
+                         f"{cells[4]:>14}{cells[5]:>14}")
     lines += [f"WARNING: {w}" for w in res.get("warnings", [])]
     lines += ["", f"total benchmark time {res['bench_seconds'] / 60:.1f} min; "
               f"results in {res['out']}", ""]

@@ -113,9 +113,10 @@ def matmul_peak(n: int, min_seconds: float, min_repeats: int) -> dict[str, Any]:
 
 
 STEP_VARIANTS = {  # what the training-step probe compares (each in its own process)
-    "default": {"jit_compile": False, "intra": 0, "inter": 0},
-    "xla": {"jit_compile": True, "intra": 0, "inter": 0},
-    "intra2-inter1": {"jit_compile": False, "intra": 2, "inter": 1},
+    "default": {"jit_compile": False, "intra": 0, "inter": 0, "precision": "float32"},
+    "xla": {"jit_compile": True, "intra": 0, "inter": 0, "precision": "float32"},
+    "intra2-inter1": {"jit_compile": False, "intra": 2, "inter": 1, "precision": "float32"},
+    "bf16": {"jit_compile": False, "intra": 0, "inter": 0, "precision": "bf16"},
 }
 
 
@@ -146,8 +147,10 @@ def train_step_probe(variant: str, image_size: int, batch: int, repeats: int,
     import numpy as np
 
     from catdog_report import models
+    from catdog_report.config import PRECISIONS
 
     keras.utils.set_random_seed(1)
+    keras.mixed_precision.set_global_policy(PRECISIONS[cfg["precision"]])
     model = models.build(name, _settings(image_size), None)
     model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
                   jit_compile=cfg["jit_compile"])
