@@ -29,14 +29,16 @@ def test_markdown_with_image_files_alt_text_and_captions() -> None:
         nbformat.v4.new_output("display_data", data={"text/markdown": "**bold**"}),
     ]
     hidden = nbformat.v4.new_code_cell("secret()", metadata={"tags": ["remove-input"]})
+    folded = nbformat.v4.new_code_cell("plumbing()", metadata={"tags": ["hide-input"]})
     gone = nbformat.v4.new_code_cell("gone()", metadata={"tags": ["remove-cell"]})
-    nb = notebook(nbformat.v4.new_markdown_cell("# Title\n\nText"), code, hidden, gone)
+    nb = notebook(nbformat.v4.new_markdown_cell("# Title\n\nText"), code, hidden, gone, folded)
     text, images = pages.to_markdown(nb, "page")
     assert list(images) == ["page_1.png"] and images["page_1.png"].startswith(b"\x89PNG")
     assert "![a plot](page_1.png)" in text and "<figcaption>Cap</figcaption>" in text
     assert "[![a plot](page_1.png)](page_1.png){ .catdog-zoom" in text  # opens full size
     assert "```python\nshow(fig)\n```" in text and "hello" in text and "noise" not in text
     assert "**bold**" in text and "secret()" not in text and "gone()" not in text
+    assert '??? example "Show code"\n\n    ```python\n    plumbing()\n    ```' in text
     assert "base64" not in text and PNG[:20] not in text
 
 

@@ -86,8 +86,9 @@ def test_accuracies_carry_wilson_intervals_from_their_counts() -> None:
     table = tables.comparison_table(recs, 0.6, {"model_one": "One", "model_four": "Four"})
     assert table.loc["Four", "test n"] == 5 and table.loc["Four", "val n"] == 200
     shown = tables.with_intervals(table, tables.best_cells(table))
-    assert shown.loc["Four", "final val acc"] == "**93.5% (89.2–96.2)**"  # 187 of 200
-    assert shown.loc["One", "test acc"] == "60.0% (23.1–88.2)"  # 3 of 5
+    joined = "\u2060–\u2060"  # the interval wraps only at its space
+    assert shown.loc["Four", "final val acc"] == f"**93.5% (89.2{joined}96.2)**"  # 187 of 200
+    assert shown.loc["One", "test acc"] == f"60.0% (23.1{joined}88.2)"  # 3 of 5
     assert shown.loc["Baseline (majority class)", "best val acc"] == "60.0%"  # no count
     assert "test n" not in shown and "val n" not in shown
 

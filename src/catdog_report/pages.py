@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,10 @@ def to_markdown(nb: Any, stem: str) -> tuple[str, dict[str, bytes]]:
         if cell.cell_type != "code":
             continue
         if "remove-input" not in tags and cell.source.strip():
-            parts.append(f"```python\n{cell.source.strip()}\n```")
+            code = f"```python\n{cell.source.strip()}\n```"
+            if "hide-input" in tags:  # plumbing: there, but folded away
+                code = '??? example "Show code"\n\n' + textwrap.indent(code, "    ")
+            parts.append(code)
         if "remove-output" not in tags:
             for out in _merge_streams(cell.get("outputs", [])):
                 parts.extend(_output(out, stem, images))

@@ -163,6 +163,7 @@ def with_intervals(table: pd.DataFrame, bold: Mapping[str, Any] | None = None) -
             if value is None or pd.isna(value):
                 continue
             text = (stats.format_interval(value, *stats.accuracy_interval(value, int(n)))
+                    .replace("–", "\u2060–\u2060")  # a narrow column wraps at the space only
                     if n is not None and not pd.isna(n) else f"{value:.1%}")
             out.loc[idx, col] = f"**{text}**" if col in bold and value == bold[col] else text
     return out
