@@ -12,7 +12,7 @@ RUNS = [{"model": "model_one", "title": "Model one", "key": "abcdef1234567890",
 
 
 def test_stamp_has_every_field() -> None:
-    page = Page("model-one", "Model one", "", {}, "", 12.5, "2026-11-28 19:20:00 UTC")
+    page = Page("model-one", "Model one", "", {}, "", RUNS, 12.5, "2026-11-28 19:20:00 UTC")
     state = {"commit": "1234567890ab (dirty)", "versions": stamp.package_versions(),
              "manifest": "f" * 64, "seed": 0, "profile": "quick", "cpu": stamp.cpu_model()}
     text = stamp.stamp(page, state, RUNS)

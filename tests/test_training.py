@@ -170,10 +170,10 @@ def test_memo_finds_the_run_without_fit_and_changes_with_the_inputs(
     assert first["trained"] and decoded == [1]
     assert first["key"] == _key("model_one", small)  # the memo names the real run key
     known = training.known_runs(small, ds, None)
-    assert known == {"model_one": first["key"]}  # found without TensorFlow
+    assert known == {"model_one@0": first["key"]}  # found without TensorFlow (seed 0)
 
     monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("fit() was called"))
-    again = training.find_or_fit("model_one", small, ds, arrays, known=known["model_one"])
+    again = training.find_or_fit("model_one", small, ds, arrays, known=known["model_one@0"])
     assert again | {"trained_at": 0} == first | {"trained": False, "trained_at": 0}
     assert decoded == [1]
 

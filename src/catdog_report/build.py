@@ -329,6 +329,7 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
                     errors.append(exc)
                     stop.set()
                 return
+            page.runs = [book.by_id[i] for i in node.ids]  # the stamp: as this build had them
             pages.save(store, node.key, page)
             node.page = page
             log.info("[%d/%d] %s: executed in %.1f s", node.number, total, node.name,
@@ -367,8 +368,7 @@ def docs_files(settings: Settings, plan: Plan, result: BuildResult, dataset: dat
         page = node.page
         if page is None:
             continue
-        runs = [e for m in node.runs for e in result.seeds.get(m, [])]
-        files[f"{page.name}.md"] = render(page, state, head, runs).encode()
+        files[f"{page.name}.md"] = render(page, state, head, page.runs).encode()
         files.update(page.images)
         files[f"notebooks/{page.name}.ipynb"] = page.notebook.encode()
         files[f"sources/{page.name}.md.txt"] = node.text.encode()

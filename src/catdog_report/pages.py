@@ -9,7 +9,7 @@ import re
 import tempfile
 import textwrap
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,15 @@ HARDCODED = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?%|(?<![\w.])0\.\d+")
 
 @dataclass
 class Page:
-    """One executed (or cached) page: Markdown, its images, the notebook."""
+    """One executed (or cached) page: Markdown, its images, the notebook, and the runs it
+    showed as the build that executed it had them (its stamp)."""
 
     name: str
     title: str
     markdown: str
     images: dict[str, bytes]
     notebook: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     executed_at: str = ""
     cached: bool = False
@@ -191,8 +193,8 @@ def load_cached(store: Store, key: str, name: str) -> Page | None:
     meta = json.loads((folder / "page.json").read_text())
     images = {p.name: p.read_bytes() for p in (folder / "images").iterdir()}
     return Page(name, meta["title"], (folder / "page.md").read_text(), images,
-                (folder / "page.ipynb").read_text(), meta["seconds"], meta["executed_at"],
-                cached=True)
+                (folder / "page.ipynb").read_text(), meta.get("runs", []), meta["seconds"],
+                meta["executed_at"], cached=True)
 
 
 def save(store: Store, key: str, page: Page) -> None:
@@ -204,7 +206,7 @@ def save(store: Store, key: str, page: Page) -> None:
         (tmp / "page.md").write_text(page.markdown)
         (tmp / "page.ipynb").write_text(page.notebook)
         (tmp / "page.json").write_text(json.dumps({
-            "title": page.title, "seconds": page.seconds,
+            "title": page.title, "runs": page.runs, "seconds": page.seconds,
             "executed_at": page.executed_at}, indent=1))
 
     store.put(key, fill)
@@ -234,5 +236,5 @@ async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None =
     project = path.resolve().parent.parent
     text = nbformat.writes(scrub(nb, project))
     markdown = scrub_text(markdown, project)
-    return Page(path.stem, title(nb, path.stem), markdown, images, text, round(seconds, 1),
+    return Page(path.stem, title(nb, path.stem), markdown, images, text, [], round(seconds, 1),
                 time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
