@@ -256,3 +256,19 @@ def test_a_model_that_starts_from_another(tmp_path) -> None:  # type: ignore[no-
     alone = dataclasses.replace(s, epochs={"tuned": 2})  # the child alone changes
     assert training.fit("small", alone, ds, arrays).cached
     assert not training.fit("tuned", alone, ds, arrays).cached
+
+
+def test_bf16_is_keyed_and_trains(small: Settings) -> None:
+    ds = data.scan(small, small.data_dir)
+    arrays = data.arrays(ds, small)
+    bf16 = dataclasses.replace(small, precision="bf16")
+    run = training.fit("model_one", bf16, ds, arrays)
+    assert run.record["precision"] == "bf16" and not run.cached
+    assert run.key != _key("model_one", small)  # float32's key has no precision in it
+    assert training.key_parts(models.build("model_one", small), "model_one", small, ds,
+                              None).get("precision") is None
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    assert run.load_model().layers[0].compute_dtype == "bfloat16"
+    assert training.fit("model_one", bf16, ds, arrays).cached
