@@ -98,7 +98,8 @@ def plan_build(settings: Settings, dataset: data.Dataset, base: str | None) -> P
     for name in site.nav_pages(settings.project_dir):
         path = settings.project_dir / "content" / f"{name}.md"
         text = path.read_text()
-        needs = page_needs(pages.code_cells(pages.read(path)), f"page {path.name}")
+        needs = page_needs(pages.code_cells(pages.read(path)), f"page {path.name}",
+                           strict=not settings.publish_failures)
         sources.append((name, path, text, needs))
     known = training.known_runs(settings, dataset, base)
     return make_plan(settings.study, sources, known, page_inputs(settings, dataset, base))
@@ -241,7 +242,10 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
                                                   settings.build_dir / "logs")
             except PageError as exc:
                 log.error("%s", exc)
-                if settings.keep_going:
+                if settings.publish_failures:  # the serve loop: show it, never cache it
+                    node.page = pages.failure_page(node.path, exc)
+                    result.failures.append(str(exc))
+                elif settings.keep_going:
                     result.failures.append(str(exc))
                 else:
                     errors.append(exc)
@@ -333,7 +337,7 @@ def _build(settings: Settings) -> BuildResult:
     plan = plan_build(settings, dataset, base)
     execute(settings, dataset, plan, base, result)
     result.pages = [node.page for node in plan.pages if node.page is not None]
-    if result.failures:
+    if result.failures and not settings.publish_failures:
         raise BuildError(f"{len(result.failures)} page(s) failed; site/ was not changed:\n"
                          + "\n".join(result.failures))
     docs = settings.build_dir / "docs"

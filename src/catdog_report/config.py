@@ -45,6 +45,7 @@ class Settings:
     epochs: Mapping[str, int] = field(default_factory=dict)  # overrides of the profile's
     strategy: str = "none"
     keep_going: bool = False
+    publish_failures: bool = False  # serve: a failing page is published with its error
     jobs: int = 2  # page kernels executing at once
     engine: str = "mkdocs"  # the site engine: mkdocs (Material) or zensical
 

@@ -107,8 +107,8 @@ async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int =
         lines = strip_ansi(str(exc.traceback or exc)).strip().splitlines()
         tail = "\n".join("    " + line for line in lines[-8:])
         raise PageError(f"page {path.name} failed in cell {index}: {exc.ename}: {exc.evalue}"
-                        f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it"
-                        ) from None
+                        f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it",
+                        nb) from None
     except DeadKernelError:
         why = ("the build was interrupted" if INTERRUPTED.is_set()
                else "out of memory? check the page's log in build/logs/")
