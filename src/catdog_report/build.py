@@ -335,6 +335,9 @@ def _build(settings: Settings) -> BuildResult:
     if base not in (None, "imagenet"):
         settings = settings.replace(weights=Path(base))
     plan = plan_build(settings, dataset, base)
+    if plan.to_train:  # said before TensorFlow loads: the pages showing them will wait
+        log.info("may need training (no cached run known for its inputs): %s",
+                 ", ".join(plan.to_train))
     execute(settings, dataset, plan, base, result)
     result.pages = [node.page for node in plan.pages if node.page is not None]
     if result.failures and not settings.publish_failures:
