@@ -162,6 +162,23 @@ def test_live_site_injects_the_script_and_answers_a_poll_on_reload(
         sock.bind(("127.0.0.1", server.server_address[1]))
 
 
+def test_the_cli_refuses_a_bad_or_busy_port_in_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from catdog_report import cli
+
+    assert cli.main(["serve", "--project", str(ROOT), "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "catdog-report: error: --port 0: expected a port between 1 and 65535")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["serve", "--project", str(ROOT), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"catdog-report: error: cannot serve on 127.0.0.1:{port}: ")
+    assert err.endswith("pass --port N") and len(err.splitlines()) == 1
+
+
 # ---------------------------------------------------------------------- a served subprocess
 
 

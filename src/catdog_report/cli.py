@@ -117,8 +117,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port}: expected a port between 1 and 65535")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind like Ctrl-C
     settings = _settings(args)
-    for handler in logging.getLogger().handlers:  # a long session: say when things happened
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     try:
         serve(settings, args.host, args.port)
     except KeyboardInterrupt:
@@ -172,8 +170,10 @@ COMMANDS: dict[str, Any] = {"build": cmd_build, "serve": cmd_serve,
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = parser().parse_args(argv)
+    timed = args.command == "serve"  # a long session: say when things happened
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
+                        format="%(asctime)s %(message)s" if timed else "%(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
     t0 = time.perf_counter()
     try:
         return COMMANDS[args.command](args)
