@@ -1,5 +1,5 @@
 # catdog-report: make install, make site (PROFILE=full|quick|demo, ENGINE=mkdocs|zensical),
-# make demo, make serve, make test.
+# make demo, make serve (build, serve on 127.0.0.1:8000, rebuild on every save), make test.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -24,7 +24,7 @@ demo: install
 	$(BIN)/catdog-report build --profile demo --engine $(ENGINE) $(BUILD_ARGS)
 
 serve: install
-	$(BIN)/mkdocs serve -a 127.0.0.1:8000
+	$(BIN)/catdog-report serve --profile $(PROFILE) --engine $(ENGINE) $(BUILD_ARGS)
 
 test: install
 	$(BIN)/ruff check src tests content

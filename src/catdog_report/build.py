@@ -114,7 +114,8 @@ def parsed_needs(settings: Settings, path: Path, text: str) -> Needs:
         return Needs(tuple(raw["fits"]), bool(raw["reads_runs"]))
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    needs = page_needs(pages.code_cells(pages.read(path)), f"page {path.name}")
+    needs = page_needs(pages.code_cells(pages.read(path)), f"page {path.name}",
+                       strict=not settings.publish_failures)
     write_atomic(memo, json.dumps({"fits": list(needs.fits), "reads_runs": needs.reads_runs}))
     return needs
 
@@ -323,7 +324,10 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
                                                   settings.build_dir / "logs")
             except PageError as exc:
                 log.error("%s", exc)
-                if settings.keep_going:
+                if settings.publish_failures:  # the serve loop: show it, never cache it
+                    node.page = pages.failure_page(node.path, exc)
+                    result.failures.append(str(exc))
+                elif settings.keep_going:
                     result.failures.append(str(exc))
                 else:
                     errors.append(exc)
@@ -413,9 +417,12 @@ def _build(settings: Settings) -> BuildResult:
     if base not in (None, "imagenet"):
         settings = settings.replace(weights=Path(base))
     plan = plan_build(settings, dataset, base)
+    if plan.to_train:  # said before TensorFlow loads: the pages showing them will wait
+        log.info("may need training (no cached run known for its inputs): %s",
+                 ", ".join(plan.to_train))
     execute(settings, dataset, plan, base, result)
     result.pages = [node.page for node in plan.pages if node.page is not None]
-    if result.failures:
+    if result.failures and not settings.publish_failures:
         raise BuildError(f"{len(result.failures)} page(s) failed; site/ was not changed:\n"
                          + "\n".join(result.failures))
     docs = settings.build_dir / "docs"

@@ -41,6 +41,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="execute the pages and publish site/")
+    _build_options(b)
+    b.add_argument("--keep-going", action="store_true",
+                   help="execute every page even if one fails, then fail with a summary")
+    s = sub.add_parser("serve", help="build, serve site/ with live reload, and re-execute "
+                       "what changed on every save (Ctrl-C stops)")
+    _build_options(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                   "127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    c = sub.add_parser("check-site", help="check every link and image in site/ resolves")
+    c.add_argument("site", type=Path, nargs="?", default=Path("site"))
+    g = sub.add_parser("demo-data", help="write the synthetic demo data set to a folder")
+    g.add_argument("folder", type=Path)
+    sub.add_parser("clean", help="remove site/, build/ and the caches in .cache/")
+    return p
+
+
+def _build_options(b: argparse.ArgumentParser) -> None:
+    """The options of a build, shared by build and serve."""
     b.add_argument("--profile", default=os.environ.get("CATDOG_PROFILE", "full"),
                    help="a profile of study.yml (default full, or CATDOG_PROFILE)")
     b.add_argument("--data-dir", type=Path, help="local copy of the study's data set "
@@ -71,22 +90,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--engine", default=os.environ.get("CATDOG_ENGINE", "mkdocs"),
                    help="site engine: mkdocs (Material for MkDocs, the default) or zensical "
                         "(its successor; or CATDOG_ENGINE)")
-    b.add_argument("--keep-going", action="store_true",
-                   help="execute every page even if one fails, then fail with a summary")
-    c = sub.add_parser("check-site", help="check every link and image in site/ resolves")
-    c.add_argument("site", type=Path, nargs="?", default=Path("site"))
-    g = sub.add_parser("demo-data", help="write the synthetic demo data set to a folder")
-    g.add_argument("folder", type=Path)
-    sub.add_parser("clean", help="remove site/, build/ and the caches in .cache/")
-    return p
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    """Build the site."""
-    from .build import build
+def _settings(args: argparse.Namespace) -> Settings:
+    """The build's settings from the shared build options, every path checked up front (one
+    clear line before anything is written)."""
     from .paths import check_build_paths, given_paths
 
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind like Ctrl-C
     given = given_paths({"cache_dir": args.cache_dir, "data_dir": args.data_dir,
                          "weights": args.weights})
     settings = Settings.from_mapping({
@@ -95,14 +105,39 @@ def cmd_build(args: argparse.Namespace) -> int:
         "cache_dir": given["cache_dir"][0] if "cache_dir" in given else None,
         "epochs": _epochs(args.epochs), "seed": args.seed, "strategy": args.strategy,
         "image_size": args.image_size, "batch_size": args.batch_size,
-        "keep_going": args.keep_going, "jobs": args.jobs, "engine": args.engine,
-        "seeds": args.seeds, "precision": args.precision, "workers": args.workers})
-    check_build_paths(settings, given)  # one clear line before anything is written
+        "keep_going": getattr(args, "keep_going", False), "jobs": args.jobs,
+        "engine": args.engine, "seeds": args.seeds, "precision": args.precision,
+        "workers": args.workers})
+    check_build_paths(settings, given)
+    return settings
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the site."""
+    from .build import build
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind like Ctrl-C
+    settings = _settings(args)
     result = build(settings)
     executed = [p.name for p in result.pages if not p.cached]
     log.info("built %d pages in %.1f s (%d executed: %s); site %s", len(result.pages),
              result.seconds, len(executed), ", ".join(executed) or "none",
              "published to " + str(settings.site_dir) if result.published else "unchanged")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Build, serve with live reload and rebuild on every save until Ctrl-C."""
+    from .serve import serve
+
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port {args.port}: expected a port between 1 and 65535")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind like Ctrl-C
+    settings = _settings(args)
+    try:
+        serve(settings, args.host, args.port)
+    except KeyboardInterrupt:
+        log.info("stopped serving: no kernel is left running and the port is free")
     return 0
 
 
@@ -144,15 +179,18 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Any] = {"build": cmd_build, "check-site": cmd_check_site,
-                            "demo-data": cmd_demo_data, "clean": cmd_clean}
+COMMANDS: dict[str, Any] = {"build": cmd_build, "serve": cmd_serve,
+                            "check-site": cmd_check_site, "demo-data": cmd_demo_data,
+                            "clean": cmd_clean}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = parser().parse_args(argv)
+    timed = args.command == "serve"  # a long session: say when things happened
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
+                        format="%(asctime)s %(message)s" if timed else "%(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
     t0 = time.perf_counter()
     try:
         return COMMANDS[args.command](args)

@@ -46,6 +46,7 @@ class Settings:
     epochs: Mapping[str, int] = field(default_factory=dict)  # overrides of the profile's
     strategy: str = "none"
     keep_going: bool = False
+    publish_failures: bool = False  # serve: a failing page is published with its error
     jobs: int = 2  # page kernels executing at once
     engine: str = "mkdocs"  # the site engine: mkdocs (Material) or zensical
     seeds: int | None = None  # training runs per model (default: the profile's seeds)

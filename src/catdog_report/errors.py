@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CatdogError(Exception):
     """Base error: the message says what was wrong, where, and how to fix it."""
@@ -32,7 +34,16 @@ class CacheError(CatdogError):
 
 
 class PageError(CatdogError):
-    """A content page failed to execute or breaks a page rule."""
+    """A content page failed to execute or breaks a page rule.
+
+    Attributes:
+        notebook: The page's notebook as far as it ran (outputs up to and including the
+            failing cell's error), or None when the page failed before any cell ran.
+    """
+
+    def __init__(self, message: str, notebook: Any = None) -> None:
+        super().__init__(message)
+        self.notebook = notebook
 
 
 class BuildError(CatdogError):

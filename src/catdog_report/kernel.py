@@ -114,8 +114,8 @@ async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int =
         lines = strip_ansi(str(exc.traceback or exc)).strip().splitlines()
         tail = "\n".join("    " + line for line in lines[-8:])
         raise PageError(f"page {path.name} failed in cell {index}: {exc.ename}: {exc.evalue}"
-                        f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it"
-                        ) from None
+                        f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it",
+                        nb) from None
     except DeadKernelError:
         if STOPPED.is_set() and not INTERRUPTED.is_set():
             _stopped_by_build(path)  # nbclient reports its cancellation as a dead kernel

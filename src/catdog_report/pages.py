@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import logging
 import re
@@ -210,6 +211,44 @@ def save(store: Store, key: str, page: Page) -> None:
             "executed_at": page.executed_at}, indent=1))
 
     store.put(key, fill)
+
+
+FAILURE_TITLE = "This page failed to execute"
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|])")
+
+
+def failure_admonition(message: str) -> str:
+    """A PageError message as a Material 'failure' admonition: its first line (the page,
+    the cell and the exception) as text, the rest (the traceback's tail) as a code block."""
+    first, _, rest = message.partition("\n")
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(first, quote=False))
+    lines = [f'!!! failure "{FAILURE_TITLE}"', "", f"    {escaped}", ""]
+    if rest.strip():
+        lines += ["    ```text", *(f"    {line}" for line in rest.rstrip().splitlines()),
+                  "    ```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def failure_page(path: Path, error: PageError) -> Page:
+    """A page that failed (the serve loop publishes it, never caches it): the error as an
+    admonition under the title, then the page as far as it ran, or its unexecuted source."""
+    import nbformat
+
+    project = path.resolve().parent.parent
+    nb = error.notebook
+    if nb is None:
+        try:
+            nb = read(path)
+        except PageError:
+            nb = nbformat.v4.new_notebook()
+    markdown, images = to_markdown(nb, path.stem)
+    head = f"# {title(nb, path.stem)}"
+    if markdown.startswith("# "):
+        head, _, markdown = markdown.partition("\n")
+    body = scrub_text(f"{failure_admonition(str(error))}\n{markdown.strip()}\n", project)
+    return Page(path.stem, title(nb, path.stem), f"{head}\n\n{body}", images,
+                nbformat.writes(scrub(nb, project)), 0.0,
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
 
 
 def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Page:

@@ -25,15 +25,18 @@ class Needs:
     reads_runs: bool = False
 
 
-def page_needs(code_cells: Sequence[str], where: str) -> Needs:
+def page_needs(code_cells: Sequence[str], where: str, strict: bool = True) -> Needs:
     """The models a page fits (`<x>.fit("name")` with a literal name) and whether it calls
-    `<x>.runs_in_build()`, from an AST walk of its code cells; never by substring."""
+    `<x>.runs_in_build()`, from an AST walk of its code cells; never by substring. A cell
+    that is not valid Python fails, or (strict=False) is left for its kernel to report."""
     fits: list[str] = []
     reads = False
     for i, source in enumerate(code_cells, 1):
         try:
             tree = ast.parse(_without_magics(source))
         except SyntaxError as exc:
+            if not strict:
+                continue
             raise PageError(f"{where}: code cell {i} is not valid Python "
                             f"(line {exc.lineno}: {exc.msg}); fix the cell") from None
         for node in ast.walk(tree):
