@@ -115,8 +115,8 @@ def test_whole_build_then_warm_rebuild_then_failing_page(
     assert manifest["profile"] == "quick"
 
 
-def test_prose_edit_re_executes_that_page_alone(tiny_settings: Settings,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prose_edit_executes_nothing_a_code_edit_that_page_alone(
+        tiny_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
     # the weights come from a relative CATDOG_WEIGHTS, as .ci/run passes them
@@ -128,9 +128,18 @@ def test_prose_edit_re_executes_that_page_alone(tiny_settings: Settings,
     build(tiny_settings)
     page = tiny_settings.project_dir / "content" / "model-two.md"
     page.write_text(page.read_text().replace("than new ones.", "than new ones!"))
+    result = build(tiny_settings)  # the code and its outputs are the same: no kernel
+    assert [p.name for p in result.pages if not p.cached] == []
+    html = (tiny_settings.site_dir / "model-two" / "index.html").read_text()
+    assert "new ones!" in html and "Six random flips" in html  # new prose, cached outputs
+    notebook = tiny_settings.site_dir / "notebooks" / "model-two.ipynb"
+    assert "new ones!" in notebook.read_text()  # the download holds the new prose too
+    page.write_text(page.read_text().replace("st = study()", "st = study()\nx_ = 1"))
     result = build(tiny_settings)
     assert [p.name for p in result.pages if not p.cached] == ["model-two"]
-    assert "new ones!" in (tiny_settings.site_dir / "model-two" / "index.html").read_text()
+    page.write_text(page.read_text().replace("than new ones!", "than new ones, it **5%**."))
+    with pytest.raises(PageError, match="the number '5%' is typed in prose"):
+        build(tiny_settings)  # a cached page's new prose is linted too
 
 
 def test_one_model_changed_retrains_it_alone(tiny_settings: Settings) -> None:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent
 RUNS_FILE = "runs.json"
 DATASET_FILE = "dataset.json"
-NEEDS_FORMAT = 1  # bump when page_needs() finds more
+NEEDS_FORMAT = 2  # bump when page_needs() or pages.signature() change
 
 
 @dataclass
@@ -107,16 +107,20 @@ def plan_build(settings: Settings, dataset: data.Dataset, base: str | None) -> P
 
 
 def parsed_needs(settings: Settings, path: Path, text: str) -> Needs:
-    """A page's needs (an AST walk of its code cells), remembered by the page's text."""
+    """A page's needs (an AST walk of its code cells) and the signature of what it
+    executes, remembered by the page's text."""
     memo = settings.cache_root / "pages" / "needs" / f"{digest([NEEDS_FORMAT, text])}.json"
     try:
         raw = json.loads(memo.read_text())
-        return Needs(tuple(raw["fits"]), bool(raw["reads_runs"]))
+        return Needs(tuple(raw["fits"]), bool(raw["reads_runs"]), str(raw["code"]))
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    needs = page_needs(pages.code_cells(pages.read(path)), f"page {path.name}",
+    nb = pages.read(path)
+    found = page_needs(pages.code_cells(nb), f"page {path.name}",
                        strict=not settings.publish_failures)
-    write_atomic(memo, json.dumps({"fits": list(needs.fits), "reads_runs": needs.reads_runs}))
+    needs = Needs(found.fits, found.reads_runs, pages.signature(nb))
+    write_atomic(memo, json.dumps({"fits": list(needs.fits), "reads_runs": needs.reads_runs,
+                                   "code": needs.code}))
     return needs
 
 
@@ -297,7 +301,8 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
     total = len(plan.pages)
 
     async def one(node: Any) -> None:
-        if node.key is not None and (cached := pages.load_cached(store, node.key, node.name)):
+        if node.key is not None and (cached := pages.load_cached(store, node.key, node.name,
+                                                                  node.path)):
             log.info("[%d/%d] %s: cached", node.number, total, node.name)
             node.page = cached
             return
@@ -310,7 +315,7 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             raise
         if node.key is None:
             node.key = node.key_for({i: book.by_id[i]["key"] for i in node.ids}, inputs)
-            if cached := pages.load_cached(store, node.key, node.name):
+            if cached := pages.load_cached(store, node.key, node.name, node.path):
                 log.info("[%d/%d] %s: cached", node.number, total, node.name)
                 node.page = cached
                 return

@@ -41,6 +41,7 @@ class Page:
     seconds: float = 0.0
     executed_at: str = ""
     cached: bool = False
+    source: str = ""  # the digest of the page text it was made from
 
 
 def read(path: Path) -> Any:
@@ -74,6 +75,52 @@ def lint(nb: Any, path: Path) -> list[str]:
             problems.append(f"{path.name}, cell {i}: the number {m.group(0)!r} is typed in prose; "
                             "compute it in a code cell and render it with notebook.say()")
     return problems
+
+
+def signature(nb: Any) -> str:
+    """A digest of what executing the page depends on in its own text: the kernel, every
+    code cell's source and tags, and where the prose cells are (not what they say)."""
+    from .cache import digest
+
+    return digest({"kernelspec": dict(nb.metadata.get("kernelspec", {})),
+                   "cells": [[c.cell_type, c.source if c.cell_type == "code" else "",
+                              sorted(_tags(c))] for c in nb.cells]})
+
+
+def with_prose(page: Page, path: Path) -> Page:
+    """A cached page with the prose of the page's current text: the code and its outputs
+    are the same (the page cache key says so), only the Markdown cells are new."""
+    import nbformat
+
+    nb = nbformat.reads(page.notebook, as_version=4)
+    current = read(path)
+    check_prose(current, path)
+    if [c.cell_type for c in current.cells] != [c.cell_type for c in nb.cells]:
+        raise PageError(f"{path.name}: the cached page does not match the page's cells; "
+                        "delete the page cache (catdog-report clean) and build again")
+    for old, new in zip(nb.cells, current.cells, strict=True):
+        if new.cell_type == "markdown":
+            old.source = new.source
+    project = path.resolve().parent.parent
+    markdown, images = to_markdown(nb, path.stem)
+    return Page(page.name, title(nb, path.stem), scrub_text(markdown, project), images,
+                nbformat.writes(nb), page.runs, page.seconds, page.executed_at, cached=True,
+                source=source_digest(path))
+
+
+def source_digest(path: Path) -> str:
+    """A digest of a page's text."""
+    from .cache import file_digest
+
+    return file_digest(path)
+
+
+def check_prose(nb: Any, path: Path) -> None:
+    """Fail when the page's prose states numbers instead of computing them."""
+    problems = lint(nb, path)
+    if problems:
+        raise PageError("numbers typed into prose instead of computed:\n  " +
+                        "\n  ".join(problems))
 
 
 def code_cells(nb: Any) -> list[str]:
@@ -186,16 +233,21 @@ def page_store(cache_root: Path) -> Store:
     return Store(cache_root / "pages", "page")
 
 
-def load_cached(store: Store, key: str, name: str) -> Page | None:
-    """A page from the page cache, or None."""
+def load_cached(store: Store, key: str, name: str, path: Path | None = None) -> Page | None:
+    """A page from the page cache, or None; with its prose made current when the page's
+    text changed only in its Markdown cells (path: the page)."""
     folder = store.get(key)
     if folder is None:
         return None
     meta = json.loads((folder / "page.json").read_text())
     images = {p.name: p.read_bytes() for p in (folder / "images").iterdir()}
-    return Page(name, meta["title"], (folder / "page.md").read_text(), images,
+    page = Page(name, meta["title"], (folder / "page.md").read_text(), images,
                 (folder / "page.ipynb").read_text(), meta.get("runs", []), meta["seconds"],
-                meta["executed_at"], cached=True)
+                meta["executed_at"], cached=True, source=meta.get("source", ""))
+    if path is not None and page.source != source_digest(path):
+        page = with_prose(page, path)
+        save(store, key, page)  # the next build finds the new prose as it is
+    return page
 
 
 def save(store: Store, key: str, page: Page) -> None:
@@ -208,6 +260,7 @@ def save(store: Store, key: str, page: Page) -> None:
         (tmp / "page.ipynb").write_text(page.notebook)
         (tmp / "page.json").write_text(json.dumps({
             "title": page.title, "runs": page.runs, "seconds": page.seconds,
+            "source": page.source,
             "executed_at": page.executed_at}, indent=1))
 
     store.put(key, fill)
@@ -260,11 +313,9 @@ async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None =
     """Execute one page in a fresh kernel inside a running batch (kernel.run_batch)."""
     import nbformat
 
+    source = source_digest(path)
     nb = read(path)
-    problems = lint(nb, path)
-    if problems:
-        raise PageError("numbers typed into prose instead of computed:\n  " +
-                        "\n  ".join(problems))
+    check_prose(nb, path)
     t0 = time.perf_counter()
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -276,4 +327,4 @@ async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None =
     text = nbformat.writes(scrub(nb, project))
     markdown = scrub_text(markdown, project)
     return Page(path.stem, title(nb, path.stem), markdown, images, text, [], round(seconds, 1),
-                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), source=source)

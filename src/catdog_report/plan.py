@@ -23,6 +23,7 @@ class Needs:
 
     fits: tuple[str, ...] = ()
     reads_runs: bool = False
+    code: str = ""  # a digest of what the page executes (pages.signature); "" if unknown
 
 
 def page_needs(code_cells: Sequence[str], where: str, strict: bool = True) -> Needs:
@@ -76,8 +77,9 @@ class PageNode:
     page: Any = None  # the executed or cached page, once the build has it
 
     def key_for(self, run_keys: Mapping[str, str], inputs: Mapping[str, Any]) -> str:
-        """The page cache key, from the page text, the build inputs and its runs' keys."""
-        return digest({"page": self.text, "inputs": dict(inputs),
+        """The page cache key, from what the page executes (its code cells; the whole text
+        where that is unknown), the build inputs and its runs' keys: a prose edit keeps it."""
+        return digest({"page": self.needs.code or self.text, "inputs": dict(inputs),
                        "runs": {i: run_keys[i] for i in self.ids}})
 
 
