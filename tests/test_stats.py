@@ -331,7 +331,8 @@ def test_ranking_sentences_say_only_what_the_tests_support() -> None:
     p.loc["Four", "Two"] = p.loc["Two", "Four"] = 0.2
     p.loc["Two", "Three"] = p.loc["Three", "Two"] = 0.01
     said = stats.ranking_sentences(acc, p, 200)
-    assert said[0] == "Four scores highest, but not significantly above Two (p = 0.200)."
+    assert said[0] == ("Four scores highest, but not significantly above Two (p = 0.200); it is "
+                       "ahead of One and Three (p < 0.001, p < 0.001).")
     assert said[1:] == ["Two is ahead of Three (p = 0.010)."]
     assert stats.ranking_sentences({"Only": 0.9}, p, 200) == []
 

@@ -394,8 +394,10 @@ def ranking_sentences(accuracy: Mapping[str, float], pvalues: pd.DataFrame, n: i
             out.append(f"{best} is ahead of every other model ({format_p(worst)} at most).")
     else:
         close = [m for m in rest if m not in beaten]
+        ahead = (f"; it is ahead of {_join(beaten)} "
+                 f"({', '.join(format_p(p_best[m]) for m in beaten)})" if beaten else "")
         out.append(f"{best} scores highest, but not significantly above {_join(close)} "
-                   f"({', '.join(format_p(p_best[m]) for m in close)}).")
+                   f"({', '.join(format_p(p_best[m]) for m in close)}){ahead}.")
     apart = [(a, b) for i, a in enumerate(rest) for b in rest[i + 1:]
              if float(pvalues.loc[a, b]) < alpha]
     if len(rest) > 1 and not apart:
