@@ -79,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision-seeds", type=int, default=3,
                    help="seeds per model for the float32 vs bf16 accuracy comparison")
     p.add_argument("--no-precision", action="store_true", help="skip the bf16 comparison")
+    p.add_argument("--no-parallel", action="store_true",
+                   help="skip the one-by-one vs worker processes comparison")
     p.add_argument("--work-dir", type=Path, help="where the temp folders go (default: $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (logs, caches)")
     p.add_argument("--out", type=Path, help="results JSON (default bench/results.json, "
@@ -330,6 +332,16 @@ def main(argv: list[str] | None = None) -> int:
                 memory.append(strip(r))
                 say(f"{label}: {r['wall_s']:.1f} s")
             res["precision"] = summarise_precision(read_records(cache), args.precision_seeds)
+        if not args.no_parallel:
+            say("parallel: every model one by one, then in 2 worker processes (fresh caches)")
+            r = run_measured("parallel", [sys.executable, str(BENCH / "parallel.py"),
+                                          "--data-dir", str(data_root), "--weights",
+                                          str(weights), "--work", str(work / "parallel"),
+                                          "--image-size", str(IMAGE_SIZE)], logs)
+            if r["rc"] != 0:
+                raise RuntimeError("parallel failed:\n" + "\n".join(r["stderr_tail"]))
+            res["parallel"] = json.loads(Path(r["stdout_log"]).read_text().splitlines()[-1])
+            say(f"parallel: {res['parallel']}")
     except BaseException as exc:
         res["error"] = f"{type(exc).__name__}: {exc}"
         res["machine"]["loadavg_end"] = os.getloadavg()

@@ -244,6 +244,14 @@ def report(res: dict[str, Any]) -> str:
                      _step(steps.get((name, "default"))), _step(steps.get((name, "bf16")))]
             lines.append(f"   {name:<12}{cells[0]:>16}{cells[1]:>16}{cells[2]:>11}{cells[3]:>11}"
                          f"{cells[4]:>14}{cells[5]:>14}")
+    if res.get("parallel"):
+        par = res["parallel"]
+        lines += ["", f"7. {par['runs']} independent runs (every model, quick profile, fresh "
+                  f"caches): one by one {par['one_by_one_seconds']:.1f} s; in "
+                  f"{par['workers']} worker processes {par['workers_seconds']:.1f} s "
+                  f"({par['speedup']:.2f}x); same run keys: {par['same_keys']}; same "
+                  f"histories: {par['same_histories']} (largest difference "
+                  f"{par['max_history_difference']:.2g})"]
     lines += [f"WARNING: {w}" for w in res.get("warnings", [])]
     lines += ["", f"total benchmark time {res['bench_seconds'] / 60:.1f} min; "
               f"results in {res['out']}", ""]

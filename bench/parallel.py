@@ -1,0 +1,75 @@
+"""Independent training runs one by one against in worker processes (--workers N).
+
+    python bench/parallel.py --data-dir D [--weights W] [--workers 2] --work DIR
+
+Trains the study's models at the quick profile's epochs on the quick split, once with one
+worker (one by one in this process, TensorFlow's default threads) and once in N worker
+processes (threads split between them), each into a fresh run cache; prints one JSON object:
+the wall time of each, whether the run keys are the same, and how far the histories differ.
+Run by bench.py in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def train_all(settings: Any, workers: int, work: Path) -> dict[str, Any]:
+    """Every model of the study at the settings' seed, in `workers` processes."""
+    from catdog_report import build, data, weights
+
+    settings = settings.replace(workers=workers, cache_dir=work / f"cache-{workers}",
+                                project_dir=work / f"project-{workers}")
+    shutil.rmtree(settings.cache_root, ignore_errors=True)
+    dataset = data.scan(settings, settings.data_dir, "bench")
+    data.write_dataset(settings.build_dir / build.DATASET_FILE, dataset)
+    base, _ = weights.resolve(settings)
+    plan = build.Plan(settings.study.order(settings.study.models), [], seeds=[settings.seed])
+    book = build.RunBook(settings)
+    t0 = time.perf_counter()
+    build.train_runs(settings, dataset, plan, base, book, lambda _: None, threading.Event())
+    seconds = time.perf_counter() - t0
+    histories = {}
+    for run_id, entry in book.by_id.items():
+        record = settings.cache_root / "runs" / "entries" / entry["key"] / "record.json"
+        histories[run_id] = json.loads(record.read_text())["history"]
+    return {"seconds": round(seconds, 2), "keys": {i: e["key"] for i, e in book.by_id.items()},
+            "histories": histories}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--weights", type=Path)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--image-size", type=int, default=160)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from catdog_report.config import Settings
+
+    settings = Settings(profile="quick", project_dir=Path(__file__).resolve().parent.parent,
+                        data_dir=args.data_dir, weights=args.weights,
+                        image_size=args.image_size)
+    one = train_all(settings, 1, args.work)
+    many = train_all(settings, args.workers, args.work)
+    diffs = [abs(a - b) for i in one["histories"] for m in one["histories"][i]
+             for a, b in zip(one["histories"][i][m], many["histories"][i][m], strict=True)]
+    print(json.dumps({"runs": len(one["keys"]), "workers": args.workers,
+                      "one_by_one_seconds": one["seconds"],
+                      "workers_seconds": many["seconds"],
+                      "speedup": round(one["seconds"] / many["seconds"], 3),
+                      "same_keys": one["keys"] == many["keys"],
+                      "same_histories": one["histories"] == many["histories"],
+                      "max_history_difference": max(diffs) if diffs else 0.0}))
+
+
+if __name__ == "__main__":
+    main()
