@@ -61,6 +61,29 @@ say(test_score(run))
 '''
 
 
+DATA_PAGE = '''---
+jupyter:
+  kernelspec:
+    display_name: Python 3
+    language: python
+    name: python3
+---
+
+# The data
+
+```python
+from catdog_report import figures, tables
+from catdog_report.notebook import show, show_table, study
+
+st = study()
+show_table(tables.class_counts(st.dataset), caption="Images per class in each split")
+x, y = st.arrays["train"]
+rows = st.declaration.data.grid_rows
+show(figures.plot_grid(x, y, st.dataset.class_names, rows), caption="Training images")
+```
+'''
+
+
 def _nav(project: Path, pages: list[tuple[str, str]]) -> None:
     config = (project / "mkdocs.yml").read_text()
     nav = "nav:\n" + "".join(f"  - {title}: {page}.md\n" for title, page in pages)
@@ -73,6 +96,12 @@ def _study(project: Path, edit: callable) -> None:  # type: ignore[valid-type]
     raw = yaml.safe_load(path.read_text())
     edit(raw)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def _article(settings: Settings, page: str) -> str:
+    """The page's content (not the theme's head, nav or footer)."""
+    html = _html(settings, page)
+    return html[html.index("<article"):html.index("</article>")]
 
 
 def _trained(result: BuildResult) -> list[str]:
@@ -130,8 +159,8 @@ def test_add_a_fine_tuned_model_then_change_epochs(two_model_project: Settings) 
     assert _trained(result) == ["model_five"]  # the others are cache hits
     five = result.runs["model_five"]
     assert five["parent"] == result.runs["model_four"]["key"]
-    assert "Model five" in _html(s, "model-five") and "def model_five(parent):" in _html(
-        s, "model-five")
+    page = _article(s, "model-five")
+    assert "Model four, fine-tuned." in page and "model_five" in page  # its code is shown
     assert "Model five</strong></a>: model four fine-tuned" in _html(s, "index")  # chapters
     assert "Model five" in _html(s, "test")
     comparison = _html(s, "comparison")
@@ -188,8 +217,9 @@ def test_a_second_study_with_other_classes(tmp_path: Path) -> None:
                             "epochs": {"quick": 2}},
                    "deeper": {"title": "Deeper", "builder": "content/nets.py:deeper",
                               "epochs": {"quick": 2}, "colour": "#123456"}}}))
-    for page in ("data", "test", "comparison"):  # the project's generic pages, unchanged
+    for page in ("test", "comparison"):  # the project's generic pages, unchanged
         shutil.copy(ROOT / "content" / f"{page}.md", project / "content" / f"{page}.md")
+    (project / "content" / "data.md").write_text(DATA_PAGE)
     for name, title in (("flat", "Flat"), ("deeper", "Deeper")):
         (project / "content" / f"{name}.md").write_text(PAGE.format(
             title=title, name=name, prose="A small network."))
@@ -203,9 +233,9 @@ def test_a_second_study_with_other_classes(tmp_path: Path) -> None:
                  image_size=32, batch_size=8)
     result = build(s)
     assert _trained(result) == ["deeper", "flat"] and result.published
-    data_page = _html(s, "data")
+    data_page = _article(s, "data")
     assert "circles" in data_page and "squares" in data_page and "cats" not in data_page
     assert "squares on the top row" in data_page
-    comparison = _html(s, "comparison")
+    comparison = _article(s, "comparison")
     assert "Flat" in comparison and "Deeper" in comparison and "Model one" not in comparison
     assert "The study declares no claims to check." in comparison
