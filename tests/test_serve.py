@@ -353,7 +353,9 @@ def test_serve_reloads_edits_shows_a_failing_page_and_recovers(
                                            "It is trained, as the author now says, with Adam"))
         timings["prose edit"] = _wait_for_article(page, lambda t: "as the author now says" in t)
         rebuild = served.text(mark)
-        assert "model-one: executing" in rebuild and "training" not in rebuild, rebuild
+        # only prose changed: the cached outputs are re-rendered, no kernel runs, nothing trains
+        assert "model-one: cached" in rebuild and "executing" not in rebuild, rebuild
+        assert "training" not in rebuild, rebuild
 
         # 2. Break a cell: the page shows the failure admonition, naming cell and exception.
         source.write_text(source.read_text().replace("show_layers(run)\n",

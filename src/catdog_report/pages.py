@@ -300,8 +300,8 @@ def failure_page(path: Path, error: PageError) -> Page:
         head, _, markdown = markdown.partition("\n")
     body = scrub_text(f"{failure_admonition(str(error))}\n{markdown.strip()}\n", project)
     return Page(path.stem, title(nb, path.stem), f"{head}\n\n{body}", images,
-                nbformat.writes(scrub(nb, project)), 0.0,
-                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+                nbformat.writes(scrub(nb, project)), seconds=0.0,
+                executed_at=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
 
 
 def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Page:
