@@ -52,7 +52,7 @@ class Study:
         return dict(self.declaration.models)
 
     def title(self, name: str) -> str:
-        """A model's title ("Model one")."""
+        """A model's title, as study.yml declares it."""
         return self.declaration.model(name).title
 
     @cached_property
