@@ -243,4 +243,4 @@ def _kill_rounds(project: Path, tiny_data: Path, cache: Path, mobilenet_weights:
         assert html.is_file() and "Reproducibility stamp" in html.read_text(), (story, page)
     manifest = json.loads((project / "build" / "manifest.json").read_text())
     assert [p["name"] for p in manifest["pages"]] == list(PAGES), story
-    assert {r["model"] for p in manifest["pages"] for r in p["runs"]} == set(MODELS), story
+    assert {m for p in manifest["pages"] for m in p["runs"]} == set(MODELS), story
