@@ -102,7 +102,9 @@ def _epoch(r: dict[str, Any] | None) -> str:
 
 
 def _step(r: dict[str, Any] | None) -> str:
-    """A probe's steady step in milliseconds, or '-'."""
+    """A probe's steady step in milliseconds, 'failed', or '-'."""
+    if r and "error" in r:
+        return "failed"
     return f"{r['step_seconds'] * 1e3:.1f}" if r else "-"
 
 
@@ -194,9 +196,15 @@ def report(res: dict[str, Any]) -> str:
         for v in variants:
             r = next((x for x in probe.get("train_step", []) if x.get("model", "model_one")
                       == name and x["variant"] == v), None)
+            if r and "error" in r:
+                cells.append(f"{'failed (see below)':>27}")
+                continue
             cells.append(f"{r['step_seconds'] * 1e3:>9.1f} {r['gflops']:>7.1f} "
                          f"{r['gflops'] / peak:>7.1%}  " if r else f"{'–':>27}")
         lines.append(f"     {name:<13}" + "".join(f"{c:>27}" for c in cells))
+    for r in probe.get("train_step", []):
+        if "error" in r:
+            lines.append(f"   {r['model']} {r['variant']} failed: {r['error'][:160]}")
     lines += ["   where model one's step goes (each stage alone, forward+backward+Adam):"]
     for st in probe.get("model_one_stages", []):
         rate = f"{st['gflops']:6.1f} GFLOP/s" if st["gflops"] else "no counted FLOPs"
@@ -244,6 +252,9 @@ def report(res: dict[str, Any]) -> str:
                      _step(steps.get((name, "default"))), _step(steps.get((name, "bf16")))]
             lines.append(f"   {name:<12}{cells[0]:>16}{cells[1]:>16}{cells[2]:>11}{cells[3]:>11}"
                          f"{cells[4]:>14}{cells[5]:>14}")
+        for precision, error in res.get("precision_errors", {}).items():
+            lines.append(f"   the {precision} build failed (the models before it are above): "
+                         f"{error[:200]}")
     if res.get("parallel"):
         par = res["parallel"]
         lines += ["", f"7. {par['runs']} independent runs (every model, quick profile, fresh "

@@ -55,7 +55,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from catdog_report.config import Settings
 
-    settings = Settings(profile="quick", project_dir=Path(__file__).resolve().parent.parent,
+    repo = Path(__file__).resolve().parent.parent
+    settings = Settings(profile="quick", project_dir=repo, study_file=repo / "study.yml",
                         data_dir=args.data_dir, weights=args.weights,
                         image_size=args.image_size)
     one = train_all(settings, 1, args.work)

@@ -152,6 +152,8 @@ def train_step_probe(variant: str, image_size: int, batch: int, repeats: int,
     keras.utils.set_random_seed(1)
     keras.mixed_precision.set_global_policy(PRECISIONS[cfg["precision"]])
     model = models.build(name, _settings(image_size), None)
+    if cfg["precision"] != "float32":  # as training does: augmentation stays in float32
+        model = models.float32_augmentation(model)
     model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
                   jit_compile=cfg["jit_compile"])
     rng = np.random.default_rng(0)

@@ -48,3 +48,25 @@ def test_source_is_read_from_the_study_code() -> None:
     assert "layers.Conv2D(32, (3, 3))," in text and "def model_one(image_size):" in text
     with pytest.raises(Exception, match=r"no function 'os'"):
         models.source(Settings(), "os")
+
+
+def test_bf16_keeps_augmentation_in_float32_so_model_four_trains() -> None:
+    import keras
+    import numpy as np
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = models.build("model_four", Settings(image_size=128), None)
+        kept = models.float32_augmentation(model)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 128, 128, 3)).astype("float32")
+    y = np.array([0, 1, 0, 1])
+    with pytest.raises(TypeError, match="bfloat16"):  # TensorFlow: no bf16 rotation gradient
+        model.train_on_batch(x, y)
+    assert np.isfinite(kept.train_on_batch(x, y)[0])
+    assert {type(layer).__name__: layer.dtype_policy.name for layer in kept.layers
+            if type(layer).__name__.startswith("Random")} == {"RandomFlip": "float32",
+                                                              "RandomRotation": "float32"}
+    assert kept.get_layer(index=6).dtype_policy.name == "mixed_bfloat16"  # the rest stays
+    assert kept.count_params() == model.count_params() and not kept.layers[3].trainable

@@ -43,3 +43,27 @@ def build(name: str, settings: Settings, weights: str | Path | None = None,
 def source(settings: Settings, *functions: str) -> str:
     """The source of functions in the study's own code, read without importing it."""
     return "\n\n\n".join(builder_source(settings.study, f).rstrip() for f in functions)
+
+
+FLOAT32_LAYERS = ("RandomRotation", "RandomFlip", "RandomZoom", "RandomTranslation")
+
+
+def float32_augmentation(model: Any) -> Any:
+    """Under a bfloat16 policy, the same model with its image augmentation layers in float32
+    (TensorFlow has no bfloat16 gradient through their image transforms: a rotation
+    between trainable layers fails to train), its weights and compile settings kept."""
+    import keras
+
+    if not any(type(layer).__name__ in FLOAT32_LAYERS for layer in model.layers):
+        return model
+
+    def clone(layer: Any) -> Any:
+        config = layer.get_config()
+        if type(layer).__name__ in FLOAT32_LAYERS:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    copy.compile_from_config(model.get_compile_config())
+    return copy

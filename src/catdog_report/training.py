@@ -328,6 +328,8 @@ def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
         with strategy_scope(settings):
             parent_model = load_parent(settings, spec.starts_from, parent) if parent else None
             model = models.build(name, settings, weights, parent_model)
+            if settings.precision != "float32":
+                model = models.float32_augmentation(model)
         parts = key_parts(model, name, settings, dataset, weights, parent)
         return _fit_or_load(model, name, settings, dataset, arrays, parts, stop)
 
