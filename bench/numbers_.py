@@ -226,8 +226,8 @@ def report(res: dict[str, Any]) -> str:
         f"   warm wall target <= {TARGET_WARM_SECONDS:.0f} s: "
         f"{verdict(rb['warm']['wall_s'] <= TARGET_WARM_SECONDS)}; no kernel started: "
         f"{verdict(rb['warm']['kernels_started'] == 0)}",
-        f"   prose edit ({rb['prose']['edit']}): model-two alone re-executed: "
-        f"{verdict(rb['prose']['pages_executed'] == ['model-two'])}",
+        f"   prose edit ({rb['prose']['edit']}): no page re-executed (the cached outputs "
+        f"take the new prose): {verdict(rb['prose']['pages_executed'] == [])}",
         f"   {CHANGED_EPOCHS[0]} alone retrained: "
         f"{verdict(rb['epochs']['models_trained'] == [CHANGED_EPOCHS[0]])}; pages re-executed: "
         f"{len(rb['epochs']['pages_executed'])} of {n_pages}",
