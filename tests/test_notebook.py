@@ -52,6 +52,9 @@ def test_markdown_table_formats_and_marks_the_best() -> None:
     text = notebook.markdown_table(df, {"acc": ".1%", "n": ","}, {"acc": 0.75})
     assert text.splitlines() == ["| model | acc | n |", "|---|--:|--:|",
                                  "| a | 50.0% | 1,000.0 |", "| b | **75.0%** | – |"]
+    words = pd.DataFrame({"type": ["Conv2D", "Dense"], "shape": ["(None, 8)", "(None, 2)"],
+                          "claimed": ["62.0%–65.0%", "–"]}, index=["x", "y"])
+    assert notebook.markdown_table(words).splitlines()[1] == "|---|:--|:--|--:|"
 
 
 def test_figures_are_encoded_for_the_web() -> None:

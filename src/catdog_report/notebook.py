@@ -165,11 +165,12 @@ def show(fig: Any, caption: str | None = None) -> None:
 def markdown_table(df: pd.DataFrame, formats: Mapping[str, str] | None = None,
                    bold: Mapping[str, Any] | None = None,
                    headers: Mapping[str, str] | None = None) -> str:
-    """A pipe table; formats maps column → format spec; bold marks given values."""
+    """A pipe table; formats maps column → format spec; bold marks given values. Columns of
+    words align left, the others (numbers, percentages) right."""
     formats, bold, headers = formats or {}, bold or {}, headers or {}
     cols = [df.index.name or ""] + [headers.get(str(c), str(c)) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["--:"] * len(df.columns))
-             + "|"]
+    align = [":--" if _words(df[c]) else "--:" for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---", *align]) + "|"]
     for idx, row in df.iterrows():
         cells = [str(idx)]
         for col in df.columns:
@@ -181,6 +182,13 @@ def markdown_table(df: pd.DataFrame, formats: Mapping[str, str] | None = None,
             cells.append(f"**{text}**" if col in bold and value == bold[col] else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _words(column: pd.Series) -> bool:
+    """Whether a column holds words (type names, shapes, reasons) rather than numbers."""
+    values = [v for v in column if isinstance(v, str) and v not in ("", "–")]
+    return bool(values) and not any(v.strip("*")[:1].isdigit() or v.startswith("-")
+                                    for v in values)
 
 
 def say(text: str) -> None:
