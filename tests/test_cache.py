@@ -58,6 +58,7 @@ def test_corrupted_entry_is_detected_and_discarded(tmp_path: Path, damage: str,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     store = Store(tmp_path, "test")
     folder = store.put("k", lambda d: (d / "w.bin").write_bytes(b"weights" * 100))
+    assert store.get("k") == folder  # verified once: its files' stat is remembered
     target = folder / "w.bin"
     if damage == "truncate":
         target.write_bytes(target.read_bytes()[:10])
@@ -70,6 +71,17 @@ def test_corrupted_entry_is_detected_and_discarded(tmp_path: Path, damage: str,
     assert store.get("k") is None
     assert "corrupted" in caplog.text
     assert not folder.exists()
+
+
+def test_an_unchanged_entry_is_not_hashed_again(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from catdog_report import cache
+
+    store = Store(tmp_path, "test")
+    folder = store.put("k", lambda d: (d / "w.bin").write_bytes(b"weights" * 100))
+    assert store.get("k") == folder
+    monkeypatch.setattr(cache, "file_digest", lambda p: pytest.fail("hashed again"))
+    assert store.get("k") == folder  # same names, sizes, times and inodes: no hashing
 
 
 def test_second_holder_waits_for_the_lock(tmp_path: Path,
