@@ -124,7 +124,11 @@ def test_prose_edit_executes_nothing_a_code_edit_that_page_alone(
     assert weights is not None
     monkeypatch.chdir(weights.parent)
     monkeypatch.setenv("CATDOG_WEIGHTS", weights.name)
-    tiny_settings = dataclasses.replace(tiny_settings, weights=None)
+    # and the data from a relative CATDOG_DATA_DIR, as .ci/run passes ../shared/...
+    data_dir = tiny_settings.data_dir
+    assert data_dir is not None
+    monkeypatch.setenv("CATDOG_DATA_DIR", os.path.relpath(data_dir, weights.parent))
+    tiny_settings = dataclasses.replace(tiny_settings, weights=None, data_dir=None)
     build(tiny_settings)
     page = tiny_settings.project_dir / "content" / "model-two.md"
     page.write_text(page.read_text().replace("than new ones.", "than new ones!"))

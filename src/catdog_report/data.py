@@ -73,7 +73,7 @@ def locate(data_dir: Path | None, spec: DataSpec, *, download: bool = True) -> t
     env = os.environ.get("CATDOG_DATA_DIR")
     for given, how in ((data_dir, "--data-dir"), (Path(env) if env else None, "CATDOG_DATA_DIR")):
         if given is not None:
-            root = Path(given).expanduser()
+            root = Path(given).expanduser().absolute()  # page kernels run in content/
             nested = root / spec.name
             if not root.is_dir() and not root.exists():
                 raise DataError(f"the data folder {root} given by {how} does not exist; "
@@ -387,7 +387,7 @@ def pipelines(data: dict[str, tuple[np.ndarray, np.ndarray]], batch_size: int,
 def write_dataset(path: Path, dataset: Dataset) -> None:
     """Record the build's dataset (splits, manifest, skipped files) for its page kernels."""
     write_atomic(path, json.dumps({
-        "root": str(dataset.root), "class_names": list(dataset.class_names),
+        "root": str(dataset.root.absolute()), "class_names": list(dataset.class_names),
         "splits": {n: {"files": list(s.files), "labels": list(s.labels)}
                    for n, s in dataset.splits.items()},
         "manifest": dataset.manifest, "source": dataset.source,
