@@ -75,6 +75,17 @@ def plot_history(history: Mapping[str, Sequence[float]], title: str) -> Figure:
     return fig
 
 
+def _finish_epochs(ax: Any, label: str, baseline: float | None) -> None:
+    """The dashed baseline, integer epoch ticks, labels, grid and legend of a curve plot."""
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", label=f"baseline {baseline:.0%}")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
 def plot_metric_comparison(histories: Mapping[str, Mapping[str, Sequence[float]]],
                            metric: str, baseline: float | None = None,
                            titles: Mapping[str, str] | None = None,
@@ -89,13 +100,7 @@ def plot_metric_comparison(histories: Mapping[str, Mapping[str, Sequence[float]]
     for name, h in histories.items():
         ax.plot(np.arange(1, len(h[metric]) + 1), h[metric], "o-", ms=3,
                 color=colours.get(name), label=titles.get(name, name))
-    if baseline is not None:
-        ax.axhline(baseline, color="grey", ls="--", label=f"baseline {baseline:.0%}")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _finish_epochs(ax, label, baseline)
     return fig
 
 
@@ -138,13 +143,7 @@ def plot_seed_band(histories: Mapping[str, Sequence[Mapping[str, Sequence[float]
                 label=f"{titles.get(name, name)} (mean of {len(runs)})")
         ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=colour,
                         alpha=0.2, linewidth=0)
-    if baseline is not None:
-        ax.axhline(baseline, color="grey", ls="--", label=f"baseline {baseline:.0%}")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _finish_epochs(ax, label, baseline)
     return fig
 
 
