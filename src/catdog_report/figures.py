@@ -165,29 +165,6 @@ def plot_seed_histories(histories: Sequence[Mapping[str, Sequence[float]]],
     return fig
 
 
-def plot_significance(pvalues: pd.DataFrame, alpha: float = 0.05) -> Figure:
-    """The pairwise McNemar p-values as a matrix, significant cells marked."""
-    names = list(pvalues.index)
-    values = pvalues.to_numpy(dtype=float)
-    fig = _figure(1.4 * len(names) + 2, 1.1 * len(names) + 1.2,
-                  "Matrix of exact McNemar p-values between every pair of models: "
-                  + "; ".join(f"{a} vs {b} {stats.format_p(values[i, j])}"
-                              for i, a in enumerate(names) for j, b in enumerate(names) if i < j))
-    ax = fig.subplots()
-    ax.imshow(np.where(np.isnan(values), 1.0, np.clip(values, 0, 1)), cmap="RdYlGn_r",
-              vmin=0, vmax=1)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            if i != j:
-                text = stats.format_p(values[i, j]).replace("p ", "")
-                ax.text(j, i, text + ("*" if values[i, j] < alpha else ""), ha="center",
-                        va="center", fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=20)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_title(f"exact McNemar p (* below {alpha:g})")
-    return fig
-
-
 def plot_tradeoffs(table: pd.DataFrame) -> Figure:
     """Test accuracy against parameter count (left) and training time (right)."""
     rows = table.dropna(subset=["train time (s)"])
