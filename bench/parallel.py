@@ -4,8 +4,9 @@
 
 Trains the study's models at the quick profile's epochs on the quick split, once with one
 worker (one by one in this process, TensorFlow's default threads) and once in N worker
-processes (threads split between them), each into a fresh run cache; prints one JSON object:
-the wall time of each, whether the run keys are the same, and how far the histories differ.
+processes (each with the same threads: the cores are shared), each into a fresh run
+cache; prints one JSON object: the wall time of each, whether the run keys are the same,
+and how far the histories differ.
 Run by bench.py in its own process.
 """
 

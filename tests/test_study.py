@@ -19,6 +19,15 @@ def tiny(image_size):
                   metrics=["accuracy"])
     return model
 
+def convnet(image_size):
+    model = keras.Sequential([keras.Input((image_size, image_size, 3)),
+                              keras.layers.Conv2D(16, 3), keras.layers.MaxPooling2D(2),
+                              keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
 def tuned(parent, image_size):
     parent.compile(optimizer=keras.optimizers.Adam(1e-4),
                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])

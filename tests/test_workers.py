@@ -1,11 +1,13 @@
-"""Independent runs in worker processes: the same run keys as one by one, parents first."""
+"""Independent runs in worker processes: the same run keys and histories as one by one,
+parents first."""
 
+import json
 import threading
 from pathlib import Path
 
 import pytest
 
-from catdog_report import build, data, workers
+from catdog_report import build, data, training
 from catdog_report.config import Settings
 from conftest import make_images
 from test_study import write_study
@@ -18,7 +20,8 @@ def _train(tmp_path: Path, n_workers: int, stop: threading.Event | None = None,
     shapes = tmp_path.parent / "shapes"
     if not shapes.exists():
         make_images(shapes, classes=("circles", "squares"))
-    s = Settings(profile="quick", project_dir=tmp_path, study_file=write_study(tmp_path),
+    study = write_study(tmp_path, models__small__builder="builders.py:convnet")
+    s = Settings(profile="quick", project_dir=tmp_path, study_file=study,
                  data_dir=shapes, cache_dir=tmp_path / "cache", image_size=32, batch_size=8,
                  seeds=2, workers=n_workers, epochs=epochs or {})
     ds = data.scan(s, s.data_dir)
@@ -44,13 +47,24 @@ def test_workers_train_the_same_runs_as_one_by_one(tmp_path: Path) -> None:
                for e in two.by_id.values() if e["model"] == "tuned")
     again = _train(tmp_path / "two", 2)  # everything cached: no worker is needed
     assert not any(e["trained"] for e in again.by_id.values())
+    for entry in one.by_id.values():  # same histories, bit for bit (same threads per run)
+        records = [json.loads((tmp_path / path / "cache" / "runs" / "entries" / entry["key"]
+                               / "record.json").read_text()) for path in ("one", "two")]
+        assert records[0]["history"] == records[1]["history"]
+        assert records[0]["test"] == records[1]["test"]
+        assert (records[0]["environment"]["intra_op_threads"]
+                == records[1]["environment"]["intra_op_threads"] == training.intra_op_threads())
 
 
-def test_threads_are_split_between_workers() -> None:
+def test_intra_op_threads_are_tensorflows_default(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    assert workers.threads_per_worker(1) == (os.cpu_count() or 1)
-    assert workers.threads_per_worker(64) == 1
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    assert training.intra_op_threads() == len(os.sched_getaffinity(0))  # what TF would use
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    assert training.intra_op_threads() == 3
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "0")  # TensorFlow reads 0 as its default
+    assert training.intra_op_threads() == len(os.sched_getaffinity(0))
 
 
 def test_a_stopped_build_stops_the_workers(tmp_path: Path) -> None:

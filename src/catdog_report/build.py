@@ -197,10 +197,11 @@ def _train_in_workers(settings: Settings, dataset: data.Dataset, jobs: list[Any]
                       stop: threading.Event) -> None:
     """Train the runs the cache lacks in settings.workers processes (workers.py)."""
     from . import workers
+    from .training import intra_op_threads
 
     data.arrays(dataset, settings)  # decode once here; every worker reads the cached arrays
-    log.info("training %d run(s) in %d worker processes (%d TensorFlow thread(s) each)",
-             len(jobs), settings.workers, workers.threads_per_worker(settings.workers))
+    log.info("training %d run(s) in %d worker processes (%d TensorFlow thread(s) each, as one "
+             "by one)", len(jobs), settings.workers, intra_op_threads())
 
     def parent_key(name: str, s: Settings) -> str | None:
         parent = settings.study.models[name].starts_from

@@ -78,7 +78,8 @@ def _build_options(b: argparse.ArgumentParser) -> None:
                    help="float32 (default) or bf16 (Keras's mixed_bfloat16 policy)")
     b.add_argument("--workers", type=int, default=int(os.environ.get("CATDOG_WORKERS", "1")),
                    help="worker processes training independent runs at once (default 1, or "
-                        "CATDOG_WORKERS); TensorFlow's threads are split between them")
+                        "CATDOG_WORKERS); each keeps a run's own thread count, so the results "
+                        "are the same as one by one")
     b.add_argument("--seed", type=int, default=0,
                    help="seeds weights, shuffling and the split (default 0, as the walkthrough)")
     b.add_argument("--image-size", type=int, default=160, help="square input size in pixels")

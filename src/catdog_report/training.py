@@ -226,8 +226,19 @@ def strategy_scope(settings: Settings) -> Any:
     return contextlib.nullcontext()
 
 
+def intra_op_threads() -> int:
+    """TensorFlow's intra-op thread count in this process: TF_NUM_INTRAOP_THREADS, else (as
+    TensorFlow's own default) the cores this process may run on."""
+    value = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def environment() -> dict[str, Any]:
-    """Where a run was trained: versions, devices."""
+    """Where a run was trained: versions, devices, intra-op threads (they set the rounding)."""
     import platform
 
     import tensorflow as tf
@@ -237,6 +248,7 @@ def environment() -> dict[str, Any]:
         "versions": versions(),
         "machine": platform.machine(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "intra_op_threads": intra_op_threads(),
     }
 
 

@@ -1,11 +1,17 @@
 """Independent training runs in parallel worker processes (--workers N).
 
-Each worker is a fresh (spawned) Python process with TensorFlow's threads split between the
-workers: on 2 cores, two one-thread processes keep both cores busier than one two-thread
-process. A run starts once its parent's run (same seed) is ready; every run goes through
-the same run cache, keys and memo as in the build process, so the run keys are the same
-as training them one by one. For more than one machine, this is where a run queue on an
-existing engine (Ray, Dask) would take the place of the process pool.
+Each worker is a fresh (spawned) Python process. How TensorFlow and oneDNN split an op's
+work, and so the order in which floating-point sums are rounded, follows the size of the
+intra-op thread pool: a run trained with 1 thread differs from the same run with 2 in the
+last bits, and after a few epochs in its history. So every worker keeps the thread count a
+run has when trained one by one in the build process (training.intra_op_threads) and the
+operating system shares the cores between the workers: the histories are the same, bit for
+bit, as training the runs one by one, and the workers still fill the cores that one run
+leaves idle (Python, the input pipeline, single-threaded ops). A run starts once its
+parent's run (same seed) is ready; every run goes through the same run cache, keys and
+memo as in the build process, so the run keys are the same too. For more than one
+machine, this is where a run queue on an existing engine (Ray, Dask) would take the place
+of the process pool.
 """
 
 from __future__ import annotations
@@ -24,15 +30,9 @@ from .errors import CatdogError, TrainingError
 log = logging.getLogger(__name__)
 
 
-def threads_per_worker(workers: int) -> int:
-    """TensorFlow's intra-op threads for each of `workers` processes on this machine."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
 def _init(threads: int, level: int) -> None:
-    """In each worker, before TensorFlow loads: its share of the threads, logs to stderr."""
+    """In each worker, before TensorFlow loads: the build's intra-op threads, logs to stderr."""
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=level, format="%(message)s")
 
@@ -66,11 +66,13 @@ def train(jobs: list[tuple[str, Settings, str | None]], workers: int, dataset_fi
     workers; nothing half-trained is stored."""
     import multiprocessing
 
+    from .training import intra_op_threads
+
     pending = list(jobs)
     finished = set(finished or ())
     running: dict[Future[dict[str, Any]], tuple[str, Settings]] = {}
     pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _init,
-                               (threads_per_worker(workers), log.getEffectiveLevel()))
+                               (intra_op_threads(), log.getEffectiveLevel()))
     t0 = time.perf_counter()
     try:
         while pending or running:
