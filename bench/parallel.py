@@ -1,12 +1,12 @@
 """Independent training runs one by one against in worker processes (--workers N).
 
-    python bench/parallel.py --data-dir D [--weights W] [--workers 2] --work DIR
+    python bench/parallel.py --data-dir D [--weights W] [--workers 2] [--epochs N] --work DIR
 
-Trains the study's models at the quick profile's epochs on the quick split, once with one
-worker (one by one in this process, TensorFlow's default threads) and once in N worker
-processes (each with the same threads: the cores are shared), each into a fresh run
-cache; prints one JSON object: the wall time of each, whether the run keys are the same,
-and how far the histories differ.
+Trains the study's models at the quick profile's epochs (or N each) on the quick split,
+once with one worker (one by one in this process, TensorFlow's default threads) and once
+in N worker processes (each with the same threads: the cores are shared), each into a
+fresh run cache; prints one JSON object: the wall time of each, whether the run keys are
+the same, and how far the histories differ.
 Run by bench.py in its own process.
 """
 
@@ -52,6 +52,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--image-size", type=int, default=160)
+    p.add_argument("--epochs", type=int, help="every model's epochs (default: the quick profile's)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from catdog_report.config import Settings
@@ -60,11 +61,14 @@ def main() -> None:
     settings = Settings(profile="quick", project_dir=repo, study_file=repo / "study.yml",
                         data_dir=args.data_dir, weights=args.weights,
                         image_size=args.image_size)
+    if args.epochs:
+        settings = settings.replace(epochs=dict.fromkeys(settings.study.models, args.epochs))
     one = train_all(settings, 1, args.work)
     many = train_all(settings, args.workers, args.work)
     diffs = [abs(a - b) for i in one["histories"] for m in one["histories"][i]
              for a, b in zip(one["histories"][i][m], many["histories"][i][m], strict=True)]
     print(json.dumps({"runs": len(one["keys"]), "workers": args.workers,
+                      "epochs": {m: settings.epochs_for(m) for m in settings.study.models},
                       "one_by_one_seconds": one["seconds"],
                       "workers_seconds": many["seconds"],
                       "speedup": round(one["seconds"] / many["seconds"], 3),
