@@ -208,7 +208,7 @@ def test_mcnemar_matrix() -> None:
     one = [True] * 10 + [True] * 10
     two = [True] * 10 + [False] * 10  # vs one: b = 10, c = 0
     three = [False] + [True] * 19  # vs one: b = 1, c = 0; vs two: b = 1, c = 10
-    m = stats.mcnemar_matrix({"model_one": one, "model_two": two, "model_three": three})
+    m = stats.mcnemar_matrix({"model_one": [one], "model_two": [two], "model_three": [three]})
     assert list(m.index) == ["model_one", "model_two", "model_three"]
     assert list(m.columns) == list(m.index)
     for name in m.index:
@@ -221,11 +221,20 @@ def test_mcnemar_matrix() -> None:
 
 
 def test_mcnemar_matrix_keeps_mapping_order_and_checks_lengths() -> None:
-    m = stats.mcnemar_matrix({"b": [True, False], "a": [False, True]})
+    m = stats.mcnemar_matrix({"b": [[True, False]], "a": [[False, True]]})
     assert list(m.index) == ["b", "a"]
     assert m.loc["b", "a"] == 1.0
     with pytest.raises(ValueError, match="equal lengths"):
-        stats.mcnemar_matrix({"a": [True, False], "b": [True]})
+        stats.mcnemar_matrix({"a": [[True, False]], "b": [[True]]})
+    with pytest.raises(ValueError, match="seeds are paired"):
+        stats.mcnemar_matrix({"a": [[True], [True]], "b": [[True]]})
+
+
+def test_mcnemar_matrix_pools_seed_pairs() -> None:
+    a = [[True] * 5, [True] * 4 + [False]]
+    b = [[False] * 5, [False] * 5]  # A right, B wrong: 5 + 4 = 9 photos; never the reverse
+    m = stats.mcnemar_matrix({"A": a, "B": b})
+    assert m.loc["A", "B"] == m.loc["B", "A"] == 2 / 2**9
 
 
 # --- several seeds ---------------------------------------------------------------------------

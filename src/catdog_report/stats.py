@@ -186,19 +186,22 @@ def paired_counts(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple
     return b, c
 
 
-def mcnemar_matrix(correct: Mapping[str, Sequence[bool]]) -> pd.DataFrame:
-    """Exact McNemar p-values between every ordered pair of models on the same test photos.
+def mcnemar_matrix(correct: Mapping[str, Sequence[Sequence[bool]]]) -> pd.DataFrame:
+    """Exact McNemar p-values between every ordered pair of models on the same test photos,
+    on the discordant counts pooled over seed pairs (:func:`pooled_mcnemar`; with one seed
+    each, the plain exact test).
 
     Args:
-        correct: model name -> per-photo correctness, every sequence over the same photos in
-            the same order.
+        correct: model name -> per seed, per-photo correctness; every sequence over the
+            same photos in the same order, every model with the same number of seeds.
 
     Returns:
         A square DataFrame, rows and columns in the mapping's order, entry (i, j) the exact
         McNemar p-value of model i against model j (symmetric); the diagonal is NaN.
 
     Raises:
-        ValueError: when two models were scored on different numbers of photos.
+        ValueError: when two models have different numbers of seeds, or a seed pair was
+            scored on different numbers of photos.
     """
     names = list(correct)
     matrix = pd.DataFrame(math.nan, index=pd.Index(names, name="model"),
@@ -206,7 +209,7 @@ def mcnemar_matrix(correct: Mapping[str, Sequence[bool]]) -> pd.DataFrame:
     for i, row in enumerate(names):
         for j, col in enumerate(names):
             if i != j:
-                matrix.iloc[i, j] = mcnemar_exact(*paired_counts(correct[row], correct[col]))
+                matrix.iloc[i, j] = pooled_mcnemar(correct[row], correct[col])[2]
     return matrix
 
 

@@ -196,14 +196,7 @@ def paired_correctness(records: Mapping[str, Sequence[Mapping[str, Any]]]
 def significance_matrix(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
     """Exact McNemar p-values between every pair of models on the same test photos, on
     the discordant pairs pooled over seed pairs (seed i against seed i)."""
-    correct = paired_correctness(records)
-    names = list(correct)
-    out = pd.DataFrame(np.nan, index=names, columns=names)
-    for a in names:
-        for b in names:
-            if a != b:
-                out.loc[a, b] = stats.pooled_mcnemar(correct[a], correct[b])[2]
-    return out
+    return stats.mcnemar_matrix(paired_correctness(records))
 
 
 def seed_table(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
