@@ -32,6 +32,35 @@ def test_write_atomic_skips_unchanged(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["f.txt"]
 
 
+HOLD = ("import sys, time\nfrom catdog_report.cache import temp_folder\n"
+        "with temp_folder('catdog-kernel-') as f:\n    print(f, flush=True)\n    time.sleep(60)")
+
+
+def test_temp_folder_sweeps_what_a_killed_process_left(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    holders = [subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE,
+                                text=True, env=env) for _ in range(2)]
+    killed, alive = (Path(h.stdout.readline().strip()) for h in holders)  # type: ignore[union-attr]
+    holders[0].send_signal(signal.SIGKILL)  # as a killed build: no cleanup runs
+    holders[0].wait()
+    foreign = tmp_path / "catdog-kernel-older"  # no held file: not ours to judge
+    foreign.mkdir()
+    try:
+        assert killed.is_dir() and alive.is_dir()
+        with cache.temp_folder("catdog-kernel-") as mine:
+            assert mine.is_dir()
+            assert not killed.exists()  # its writer is dead: swept
+            assert alive.is_dir() and foreign.is_dir()  # a live holder's folder stays
+        assert not mine.exists()
+    finally:
+        holders[1].kill()
+        holders[1].wait()
+
+
 def test_put_then_get(tmp_path: Path) -> None:
     store = Store(tmp_path, "test")
     assert store.get("k") is None

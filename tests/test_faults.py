@@ -237,6 +237,9 @@ def _kill_rounds(project: Path, tiny_data: Path, cache: Path, mobilenet_weights:
                             str(project / "site")], capture_output=True, text=True)
     assert check.returncode == 0, f"{story}\n{check.stderr[-2000:]}"
     assert _temp_leftovers(cache, project) == [], story
+    if "executed in" in text:  # its first kernel swept the killed rounds' socket folders
+        kernels = sorted(p.name for p in Path(env["TMPDIR"]).glob("catdog-kernel-*"))
+        assert kernels == [], f"{story}: kernel temp folders left: {kernels}"
     site = project / "site"
     for page in PAGES:
         html = site / ("index.html" if page == "index" else f"{page}/index.html")

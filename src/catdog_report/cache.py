@@ -145,6 +145,23 @@ def sweep_temp_files(folder: Path, name: str = "*") -> int:
     return sum(remove_if_abandoned(p) for p in candidates)
 
 
+@contextlib.contextmanager
+def temp_folder(prefix: str) -> Iterator[Path]:
+    """A folder in the system's temp directory, held by a locked file while in use; folders
+    of the same prefix that a killed process left behind are removed first."""
+    root = Path(tempfile.gettempdir())
+    for old in root.glob(f"{glob_escape(prefix)}*"):
+        for lock in old.glob(".held.*.tmp"):  # a folder without one is not ours to judge
+            remove_if_abandoned(lock, old)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    fd, _ = _locked_temp(folder, ".held.", ".tmp")
+    try:
+        yield folder
+    finally:
+        os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _write_file(path: Path, text: str) -> None:
     """Write a file in a folder that is itself temporary (no temp file needed)."""
     with open(path, "w") as fh:

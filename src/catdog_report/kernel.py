@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .cache import temp_folder
 from .errors import PageError
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int,
     """Start a kernel over IPC, relay its stderr, execute, and always shut it down."""
     from jupyter_client.manager import AsyncKernelManager
 
-    with tempfile.TemporaryDirectory(prefix="catdog-kernel-") as sockets:
+    with temp_folder("catdog-kernel-") as sockets:  # a killed build's folder goes next time
         km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc",
                                 ip=str(Path(sockets) / "k"))
         client = _client_class()(nb, km=km, timeout=timeout, allow_errors=False,
