@@ -55,6 +55,8 @@ def test_markdown_table_formats_and_marks_the_best() -> None:
     words = pd.DataFrame({"type": ["Conv2D", "Dense"], "shape": ["(None, 8)", "(None, 2)"],
                           "claimed": ["62.0%–65.0%", "–"]}, index=["x", "y"])
     assert notebook.markdown_table(words).splitlines()[1] == "|---|:--|:--|--:|"
+    bounds = pd.DataFrame({"p": ["< 0.001", "–"], "q": ["0.205", "≥ 0.05"]}, index=["x", "y"])
+    assert notebook.markdown_table(bounds).splitlines()[1] == "|---|--:|--:|"  # p-values
 
 
 def test_figures_are_encoded_for_the_web() -> None:

@@ -185,10 +185,11 @@ def markdown_table(df: pd.DataFrame, formats: Mapping[str, str] | None = None,
 
 
 def _words(column: pd.Series) -> bool:
-    """Whether a column holds words (type names, shapes, reasons) rather than numbers."""
+    """Whether a column holds words (type names, shapes, reasons) rather than numbers (a
+    bound such as "< 0.001" is a number)."""
     values = [v for v in column if isinstance(v, str) and v not in ("", "–")]
-    return bool(values) and not any(v.strip("*")[:1].isdigit() or v.startswith("-")
-                                    for v in values)
+    return bool(values) and not any(v.strip("*").lstrip("<>≤≥ ")[:1].isdigit()
+                                    or v.startswith("-") for v in values)
 
 
 def say(text: str) -> None:
