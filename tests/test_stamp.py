@@ -8,7 +8,7 @@ RUNS = [{"model": "model_one", "title": "Model one", "key": "abcdef1234567890",
          "train_seconds": 412.3, "gpus": []},
         {"model": "model_four", "title": "Model four", "key": "0123456789abcdef",
          "trained": True, "epochs": 10, "seed": 0, "trained_at": "2026-11-28T19:10:00+00:00",
-         "train_seconds": 95.0, "gpus": ["/physical_device:GPU:0"]}]
+         "train_seconds": 95.0, "gpus": ["/physical_device:GPU:0"], "threads": 2}]
 
 
 def test_stamp_has_every_field() -> None:
@@ -22,7 +22,9 @@ def test_stamp_has_every_field() -> None:
                    "Model one** (run `abcdef123456`, 20 epochs, seed 0): loaded from the run "
                    "cache", "Model four** (run `0123456789ab`, 10 epochs, seed 0): trained by "
                    "this build",
-                   "2026-11-28T19:10:00+00:00 in 95 s", "2026-11-28 19:20:00 UTC in 12.5 s"):
+                   "2026-11-28T19:10:00+00:00 in 95 s (2 TensorFlow threads)",
+                   "2026-11-28T19:00:00+00:00 in 412 s\n",  # an older record: no thread count
+                   "2026-11-28 19:20:00 UTC in 12.5 s"):
         assert needle in text, needle
     assert all(line.startswith("    ") for line in text.splitlines()[1:])
 

@@ -82,9 +82,11 @@ def stamp(page: Any, state: dict[str, Any], runs: Sequence[dict[str, Any]]) -> s
     for r in runs:
         how = "trained by this build" if r["trained"] else "loaded from the run cache"
         epochs = f"{r['epochs']} epoch{'s' * (r['epochs'] != 1)}"
+        threads = (f" ({r['threads']} TensorFlow thread{'s' * (r['threads'] != 1)})"
+                   if r.get("threads") else "")  # its rounding follows the thread count
         lines.append(f"- **{r.get('title', r['model'])}** (run `{r['key'][:12]}`, {epochs}, "
                      f"seed {r['seed']}): {how}; trained {r['trained_at']} in "
-                     f"{r['train_seconds']:.0f} s")
+                     f"{r['train_seconds']:.0f} s{threads}")
     lines.append(f"- **Page executed** {page.executed_at} in {page.seconds:.1f} s "
                  "(reused from the page cache until its inputs change)")
     body = "\n".join("    " + line for line in lines)

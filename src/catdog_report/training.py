@@ -423,7 +423,8 @@ def run_entry(run: Run, trained: bool) -> dict[str, Any]:
     return {"key": r["key"], "trained": trained, "trained_at": r["trained_at"],
             "train_seconds": r["train_seconds"], "epochs": r["epochs"], "seed": r["seed"],
             "precision": r.get("precision", "float32"), "parent": r.get("parent"),
-            "gpus": r["environment"].get("gpus", [])}
+            "gpus": r["environment"].get("gpus", []),
+            "threads": r["environment"].get("intra_op_threads")}
 
 
 def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
