@@ -2,6 +2,7 @@
 parents first."""
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -57,14 +58,24 @@ def test_workers_train_the_same_runs_as_one_by_one(tmp_path: Path) -> None:
 
 
 def test_intra_op_threads_are_tensorflows_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
     assert training.intra_op_threads() == len(os.sched_getaffinity(0))  # what TF would use
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
     assert training.intra_op_threads() == 3
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "0")  # TensorFlow reads 0 as its default
     assert training.intra_op_threads() == len(os.sched_getaffinity(0))
+
+
+def test_intra_op_threads_set_through_tf_config_win() -> None:
+    import subprocess
+    import sys
+
+    code = ("import tensorflow as tf\nfrom catdog_report import training\n"
+            "tf.config.threading.set_intra_op_parallelism_threads(3)\n"
+            "print(training.intra_op_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TF_NUM_INTRAOP_THREADS": "1"}, check=True)
+    assert out.stdout.split()[-1] == "3"  # what TensorFlow will use, not the variable
 
 
 def test_a_stopped_build_stops_the_workers(tmp_path: Path) -> None:

@@ -227,8 +227,14 @@ def strategy_scope(settings: Settings) -> Any:
 
 
 def intra_op_threads() -> int:
-    """TensorFlow's intra-op thread count in this process: TF_NUM_INTRAOP_THREADS, else (as
-    TensorFlow's own default) the cores this process may run on."""
+    """TensorFlow's intra-op thread count in this process: as set through tf.config, else
+    TF_NUM_INTRAOP_THREADS, else (TensorFlow's own default) the cores it may run on."""
+    import sys
+
+    if "tensorflow" in sys.modules:  # never imported here just to ask
+        configured = sys.modules["tensorflow"].config.threading
+        if configured.get_intra_op_parallelism_threads() > 0:
+            return int(configured.get_intra_op_parallelism_threads())
     value = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
