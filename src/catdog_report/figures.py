@@ -39,7 +39,7 @@ def plot_grid(images: np.ndarray, labels: Sequence[int], class_names: Sequence[s
                               for i, c in enumerate(rows)))
     axes = np.atleast_2d(fig.subplots(len(rows), per_row))
     for r, idx in enumerate(picks):
-        for c in range(3):
+        for c in range(per_row):
             ax = axes[r, c]
             ax.axis("off")
             if c < len(idx):  # a class with fewer photos leaves its row short
@@ -66,12 +66,8 @@ def plot_history(history: Mapping[str, Sequence[float]], title: str) -> Figure:
     for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss"), strict=True):
         ax.plot(epochs, history[metric], "o-", label=f"training {metric}")
         ax.plot(epochs, history[f"val_{metric}"], "s-", label=f"validation {metric}")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(metric)
         ax.set_title(f"{title}: {metric}")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        _finish_epochs(ax, metric, None)
     return fig
 
 
@@ -156,12 +152,8 @@ def plot_seed_histories(histories: Sequence[Mapping[str, Sequence[float]]],
     for seed, h in zip(seeds, histories, strict=True):
         ax.plot(np.arange(1, len(h["val_accuracy"]) + 1), h["val_accuracy"], "o-", ms=3,
                 label=f"seed {seed}")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("validation accuracy")
     ax.set_title(f"{title}: every seed")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _finish_epochs(ax, "validation accuracy", None)
     return fig
 
 
