@@ -349,3 +349,8 @@ def test_ranking_sentences_say_only_what_the_tests_support() -> None:
 def test_accuracy_interval_rounds_the_count() -> None:
     assert stats.accuracy_interval(0.935, 200) == stats.wilson_interval(187, 200)
     assert stats.format_p(0.0004) == "p < 0.001" and stats.format_p(0.0123) == "p = 0.012"
+
+
+def test_format_accuracy_gives_the_wilson_interval_of_the_count() -> None:
+    assert stats.format_accuracy(0.935, 200) == "93.5% (89.2–96.2)"  # 187 of 200
+    assert stats.format_accuracy(0.585, 200) == "58.5% (51.6–65.1)"

@@ -242,13 +242,13 @@ def show_evaluation(st: Study, run: Run, title: str) -> None:
 def best_validation(run: Run) -> str:
     """'72.8% (69.6–75.8)': the best validation accuracy with its 95% interval."""
     acc, n = max(run.history["val_accuracy"]), run.record["images"]["validation"]
-    return stats.format_interval(acc, *stats.accuracy_interval(acc, n))
+    return stats.format_accuracy(acc, n)
 
 
 def test_score(run: Run) -> str:
     """'Test accuracy: **93.5% (89.2–96.2)** on 200 photos (loss 0.172).'"""
     acc, n = run.record["test"]["accuracy"], len(run.record["predictions"]["true"])
-    return (f"Test accuracy: **{stats.format_interval(acc, *stats.accuracy_interval(acc, n))}** "
+    return (f"Test accuracy: **{stats.format_accuracy(acc, n)}** "
             f"on {n} photos, 95% interval in brackets (loss {run.record['test']['loss']:.3f}).")
 
 

@@ -356,6 +356,11 @@ def accuracy_interval(accuracy: float, n: int, confidence: float = 0.95) -> tupl
     return wilson_interval(round(accuracy * n), n, confidence)
 
 
+def format_accuracy(accuracy: float, n: int) -> str:
+    """An accuracy measured on n items with its 95% Wilson interval: ``"93.5% (89.2–96.2)"``."""
+    return format_interval(accuracy, *accuracy_interval(accuracy, n))
+
+
 def format_p(p: float) -> str:
     """A p-value as prose: 'p < 0.001' or 'p = 0.012'."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"

@@ -162,7 +162,7 @@ def with_intervals(table: pd.DataFrame, bold: Mapping[str, Any] | None = None) -
             value, n = table.loc[idx, col], table.loc[idx, n_col]
             if value is None or pd.isna(value):
                 continue
-            text = (stats.format_interval(value, *stats.accuracy_interval(value, int(n)))
+            text = (stats.format_accuracy(value, int(n))
                     .replace("–", "\u2060–\u2060")  # a narrow column wraps at the space only
                     if n is not None and not pd.isna(n) else f"{value:.1%}")
             out.loc[idx, col] = f"**{text}**" if col in bold and value == bold[col] else text
@@ -234,7 +234,7 @@ def reproduction_table(claims: Sequence[Any], records: Mapping[str, Sequence[Map
             n = runs[0]["images"]["validation"]
             final = runs[0]["history"]["val_accuracy"][-1]
             ours = (f"{low:.1%}–{high:.1%} over the last {SETTLE_EPOCHS} epochs; final "
-                    f"{stats.format_interval(final, *stats.accuracy_interval(final, n))}")
+                    f"{stats.format_accuracy(final, n)}")
         else:
             n = sum(len(r["predictions"]["true"]) for r in runs)
             acc = sum(r["test"]["accuracy"] * len(r["predictions"]["true"]) for r in runs) / n
