@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from catdog_report import tables
+from catdog_report import stats, tables
 
 
 def record(name: str, val: list[float], train: list[float], test_acc: float,
@@ -107,7 +107,7 @@ def test_paired_tests_pool_seeds_and_align_photos() -> None:
     recs = {"A": [_right("11111"), _right("11110")], "B": [_right("00001"), _right("00000")]}
     assert tables.correctness(recs["A"][1]) == {"a": True, "b": True, "c": True, "d": True,
                                                 "e": False}
-    p = tables.significance_matrix(recs)
+    p = stats.mcnemar_matrix(tables.paired_correctness(recs))
     # pooled discordant pairs: A right / B wrong 4 + 4 = 8, A wrong / B right 0 + 0 = 0
     assert p.loc["A", "B"] == pytest.approx(2 / 2**8) and p.loc["B", "A"] == p.loc["A", "B"]
     assert math.isnan(p.loc["A", "A"])

@@ -88,7 +88,7 @@ class Study:
 
     def all_seed_runs(self) -> dict[str, list[Run]]:
         """Every run of the build by model, each model's seeds in order."""
-        return {run.name: self.seed_runs(run.name) for run in self.runs_in_build()}
+        return {name: self.seed_runs(name) for name in self._models_in_build()}
 
     def test_images(self, files: list[str]) -> list[np.ndarray]:
         """Decoded test images by file name."""
@@ -103,6 +103,12 @@ class Study:
             return [self.fit(name) for name in self.declaration.order(self.models)]
         return [training.load_given(name, self.settings, runs[name])
                 for name in self.declaration.order(runs)]
+
+    def _models_in_build(self) -> list[str]:
+        """The models this build trained, in the study's order (parents first); every model
+        of the study when a page runs by hand."""
+        runs = training.build_runs()
+        return self.declaration.order(self.models if runs is None else runs)
 
     def model_pages(self) -> dict[str, str]:
         """Model name → the nav page that fits it (the first one, if several do)."""

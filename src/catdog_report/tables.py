@@ -193,12 +193,6 @@ def paired_correctness(records: Mapping[str, Sequence[Mapping[str, Any]]]
     return out
 
 
-def significance_matrix(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
-    """Exact McNemar p-values between every pair of models on the same test photos, on
-    the discordant pairs pooled over seed pairs (seed i against seed i)."""
-    return stats.mcnemar_matrix(paired_correctness(records))
-
-
 def seed_table(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
     """Per model, over its seeds: mean ± sd and min–max of test and final validation
     accuracy."""
