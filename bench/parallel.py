@@ -24,13 +24,13 @@ from typing import Any
 
 def train_all(settings: Any, workers: int, work: Path) -> dict[str, Any]:
     """Every model of the study at the settings' seed, in `workers` processes."""
-    from catdog_report import build, data, weights
+    from catdog_report import build, config, data, weights
 
     settings = settings.replace(workers=workers, cache_dir=work / f"cache-{workers}",
                                 project_dir=work / f"project-{workers}")
     shutil.rmtree(settings.cache_root, ignore_errors=True)
     dataset = data.scan(settings, settings.data_dir, "bench")
-    data.write_dataset(settings.build_dir / build.DATASET_FILE, dataset)
+    data.write_dataset(settings.build_dir / config.DATASET_FILE, dataset)
     base, _ = weights.resolve(settings)
     plan = build.Plan(settings.study.order(settings.study.models), [], seeds=[settings.seed])
     book = build.RunBook(settings)

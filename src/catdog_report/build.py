@@ -17,15 +17,13 @@ from typing import Any
 
 from . import data, pages, site, stamp, weights
 from .cache import digest, file_digest, write_atomic
-from .config import ENV_BUILD, ENV_SETTINGS, Settings
+from .config import DATASET_FILE, ENV_BUILD, ENV_SETTINGS, RUNS_FILE, Settings
 from .errors import BuildError, CatdogError, PageError, TrainingError
 from .kernel import KERNEL
 from .plan import Needs, Plan, make_plan, page_needs, run_id
 
 log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent
-RUNS_FILE = "runs.json"
-DATASET_FILE = "dataset.json"
 NEEDS_FORMAT = 2  # bump when page_needs() or pages.signature() change
 
 

@@ -20,6 +20,8 @@ PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}  # --precision →
 MIN_IMAGE_SIZE = 32
 ENV_SETTINGS = "CATDOG_SETTINGS"  # JSON of Settings, handed to page kernels
 ENV_BUILD = "CATDOG_BUILD_DIR"  # inside a build: where dataset.json and runs.json are
+DATASET_FILE = "dataset.json"  # the build's data set, written by the build, read by its pages
+RUNS_FILE = "runs.json"  # the runs of a build, written by the build, read by its pages
 
 
 def _choice(kind: str, value: str, choices: Any) -> str:

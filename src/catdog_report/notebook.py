@@ -135,7 +135,7 @@ def study() -> Study:
     settings = config.from_environment()
     build_dir = os.environ.get(config.ENV_BUILD)
     if build_dir:  # the build scanned the data once and recorded it
-        return Study(settings, data.read_dataset(Path(build_dir) / "dataset.json"))
+        return Study(settings, data.read_dataset(Path(build_dir) / config.DATASET_FILE))
     return Study(settings, data.scan(settings))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .cache import Store, digest, file_digest, write_atomic
-from .config import ENV_BUILD, Settings
+from .config import ENV_BUILD, RUNS_FILE, Settings
 from .data import Dataset
 from .errors import CacheError, ConfigError
 from .weights import weights_id
@@ -27,7 +27,6 @@ from .weights import weights_id
 log = logging.getLogger(__name__)
 
 TRAINING_FORMAT = 2  # bump when what fit() records or how it trains changes
-RUNS_FILE = "runs.json"  # the runs of a build, written by the build, read by its pages
 MODEL_FILE = "model.keras"
 AUTO_NAME = re.compile(r"^(sequential|functional|model)(_\d+)?$")
 RECORD_FILE = "record.json"
