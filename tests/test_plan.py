@@ -21,6 +21,8 @@ def test_needs_come_from_the_ast_not_from_substrings() -> None:
     ]
     assert page_needs(cells, "page x.md") == Needs(("small",), True)
     assert page_needs(['print("runs_in_build", ".fit(")'], "y") == Needs((), False)
+    # every seed's runs are every run too: a page that asks only for them waits for all
+    assert page_needs(["seeds = st.all_seed_runs()"], "z") == Needs((), True)
 
 
 def test_a_cell_that_is_not_python_names_the_page_and_cell() -> None:

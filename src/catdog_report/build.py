@@ -24,7 +24,7 @@ from .plan import Needs, Plan, make_plan, page_needs, run_id
 
 log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent
-NEEDS_FORMAT = 2  # bump when page_needs() or pages.signature() change
+NEEDS_FORMAT = 3  # bump when page_needs() or pages.signature() change
 
 
 @dataclass

@@ -14,7 +14,7 @@ from .errors import ConfigError, PageError
 from .study import Study, suggest
 
 FIT = "fit"  # st.fit("name") trains or loads a model
-READS_RUNS = "runs_in_build"  # st.runs_in_build() reads every run of the build
+READS_RUNS = ("runs_in_build", "all_seed_runs")  # st.<one of them>() reads every run
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,9 @@ class Needs:
 
 def page_needs(code_cells: Sequence[str], where: str, strict: bool = True) -> Needs:
     """The models a page fits (`<x>.fit("name")` with a literal name) and whether it calls
-    `<x>.runs_in_build()`, from an AST walk of its code cells; never by substring. A cell
-    that is not valid Python fails, or (strict=False) is left for its kernel to report."""
+    `<x>.runs_in_build()` or `<x>.all_seed_runs()`, from an AST walk of its code cells;
+    never by substring. A cell that is not valid Python fails, or (strict=False) is left for
+    its kernel to report."""
     fits: list[str] = []
     reads = False
     for i, source in enumerate(code_cells, 1):
@@ -43,7 +44,7 @@ def page_needs(code_cells: Sequence[str], where: str, strict: bool = True) -> Ne
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
-            if node.func.attr == READS_RUNS:
+            if node.func.attr in READS_RUNS:
                 reads = True
             elif (node.func.attr == FIT and node.args and isinstance(node.args[0], ast.Constant)
                   and isinstance(node.args[0].value, str)):
