@@ -18,9 +18,10 @@ from typing import Any
 from . import data, pages, site, stamp, weights
 from .cache import digest, file_digest, write_atomic
 from .config import DATASET_FILE, ENV_BUILD, ENV_SETTINGS, RUNS_FILE, Settings
-from .errors import BuildError, CatdogError, PageError, TrainingError
+from .errors import BuildError, CatdogError, PageError
 from .kernel import KERNEL
 from .plan import Needs, Plan, make_plan, page_needs, run_id
+from .study import Study
 
 log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent
@@ -144,6 +145,12 @@ class RunBook:
         """The run key of a ready run."""
         return self.by_id[run_id(model, seed)]["key"]
 
+    def parent_key(self, study: Study, model: str, seed: int) -> str | None:
+        """The run key of the run a model starts from at this seed (None if it starts
+        from nothing)."""
+        parent = study.models[model].starts_from
+        return self.key(parent, seed) if parent else None
+
     @property
     def runs(self) -> dict[str, dict[str, Any]]:
         """Model → its base-seed run."""
@@ -201,12 +208,9 @@ def _train_in_workers(settings: Settings, dataset: data.Dataset, jobs: list[Any]
     log.info("training %d run(s) in %d worker processes (%d TensorFlow thread(s) each, as one "
              "by one)", len(jobs), settings.workers, intra_op_threads())
 
-    def parent_key(name: str, s: Settings) -> str | None:
-        parent = settings.study.models[name].starts_from
-        return book.key(parent, s.seed) if parent else None
-
     done = {(e["model"], e["seed"]) for e in book.by_id.values()}
-    workers.train(jobs, settings.workers, settings.build_dir / DATASET_FILE, base, parent_key,
+    workers.train(jobs, settings.workers, settings.build_dir / DATASET_FILE, base,
+                  lambda name, s: book.parent_key(settings.study, name, s.seed),
                   lambda name, s, entry: _ready(settings, book, on_ready, name, s.seed, entry),
                   stop, done)
 
@@ -217,19 +221,14 @@ def _find_or_fit(settings: Settings, dataset: data.Dataset, plan: Plan, name: st
     """One run (a model at settings.seed), with training errors made one clear line."""
     from . import training
 
-    spec = settings.study.models[name]
-    parent = book.key(spec.starts_from, settings.seed) if spec.starts_from else None
+    parent = book.parent_key(settings.study, name, settings.seed)
     try:
         return training.find_or_fit(name, settings, dataset, arrays, base, parent,
                                     plan.known.get(run_id(name, settings.seed)), stop)
     except (CatdogError, KeyboardInterrupt):
         raise
     except Exception as exc:  # TensorFlow and Keras raise many kinds
-        hint = (" (no ImageNet weights could be fetched: pass --weights PATH or set "
-                "CATDOG_WEIGHTS to a local copy)" if spec.weights and "URL fetch" in str(exc)
-                else "")
-        raise TrainingError(f"training {name} failed: {type(exc).__name__}: "
-                            f"{str(exc).strip()[:500]}{hint}") from exc
+        raise training.training_error(name, settings, exc) from exc
 
 
 def execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: str | None,

@@ -21,7 +21,7 @@ import numpy as np
 from .cache import Store, digest, file_digest, write_atomic
 from .config import ENV_BUILD, RUNS_FILE, Settings
 from .data import Dataset
-from .errors import CacheError, ConfigError
+from .errors import CacheError, ConfigError, TrainingError
 from .weights import weights_id
 
 log = logging.getLogger(__name__)
@@ -477,6 +477,18 @@ def load_given(name: str, settings: Settings, entry: dict[str, Any]) -> Run:
     log.info("%s: %s (%s)", name, "trained by this build" if entry["trained"]
              else "loaded from the run cache", entry["key"][:12])
     return run
+
+
+def training_error(name: str, settings: Settings, exc: Exception) -> TrainingError:
+    """One clear line for an exception TensorFlow or Keras raised while training a run
+    (the seed named when the build has several; a hint when base weights could not be
+    fetched)."""
+    seed = f" (seed {settings.seed})" if len(settings.seed_list) > 1 else ""
+    hint = (" (no ImageNet weights could be fetched: pass --weights PATH or set "
+            "CATDOG_WEIGHTS to a local copy)"
+            if settings.study.models[name].weights and "URL fetch" in str(exc) else "")
+    return TrainingError(f"training {name}{seed} failed: {type(exc).__name__}: "
+                         f"{str(exc).strip()[:500]}{hint}")
 
 
 def missing_run(name: str, settings: Settings) -> ConfigError:

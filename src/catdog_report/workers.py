@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .errors import CatdogError, TrainingError
+from .errors import CatdogError
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ def _run(name: str, settings_json: str, dataset_file: str, base: str | None,
     except CatdogError:
         raise
     except Exception as exc:  # TensorFlow and Keras raise many kinds; keep it picklable
-        raise TrainingError(f"training {name} (seed {settings.seed}) failed: "
-                            f"{type(exc).__name__}: {str(exc).strip()[:500]}") from None
+        raise training.training_error(name, settings, exc) from None
 
 
 def train(jobs: list[tuple[str, Settings, str | None]], workers: int, dataset_file: Path,
