@@ -298,11 +298,15 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
     inputs = plan.inputs
     total = len(plan.pages)
 
-    async def one(node: Any) -> None:
-        if node.key is not None and (cached := pages.load_cached(store, node.key, node.name,
-                                                                  node.path)):
+    def from_cache(node: Any) -> bool:
+        """Take the page from the page cache if its key is stored there."""
+        node.page = pages.load_cached(store, node.key, node.name, node.path)
+        if node.page is not None:
             log.info("[%d/%d] %s: cached", node.number, total, node.name)
-            node.page = cached
+        return node.page is not None
+
+    async def one(node: Any) -> None:
+        if node.key is not None and from_cache(node):
             return
         try:
             for i in node.ids:
@@ -313,9 +317,7 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             raise
         if node.key is None:
             node.key = node.key_for({i: book.by_id[i]["key"] for i in node.ids}, inputs)
-            if cached := pages.load_cached(store, node.key, node.name, node.path):
-                log.info("[%d/%d] %s: cached", node.number, total, node.name)
-                node.page = cached
+            if from_cache(node):
                 return
         async with slots:
             if errors:  # an earlier page failed and the build stops
@@ -347,8 +349,7 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
         raise errors[0]
 
 
-def render(page: pages.Page, state: dict[str, Any], head: str,
-           runs: list[dict[str, Any]]) -> str:
+def render(page: pages.Page, state: dict[str, Any], head: str) -> str:
     """A page's final Markdown: title, banner, downloads, body, stamp."""
     body = page.markdown
     lines = body.split("\n", 1)  # keep the H1 first, then the banner
@@ -357,10 +358,10 @@ def render(page: pages.Page, state: dict[str, Any], head: str,
     else:
         top, rest = "", body
     return (top + head + "\n" + stamp.downloads(page.name) + "\n" + rest.strip() + "\n\n"
-            + stamp.stamp(page, state, runs))
+            + stamp.stamp(page, state, page.runs))
 
 
-def docs_files(settings: Settings, plan: Plan, result: BuildResult, dataset: data.Dataset,
+def docs_files(settings: Settings, plan: Plan, dataset: data.Dataset,
                base_text: str) -> dict[str, bytes]:
     """Every file of the generated docs folder."""
     spec = settings.profile_spec
@@ -375,7 +376,7 @@ def docs_files(settings: Settings, plan: Plan, result: BuildResult, dataset: dat
         page = node.page
         if page is None:
             continue
-        files[f"{page.name}.md"] = render(page, state, head, page.runs).encode()
+        files[f"{page.name}.md"] = render(page, state, head).encode()
         files.update(page.images)
         files[f"notebooks/{page.name}.ipynb"] = page.notebook.encode()
         files[f"sources/{page.name}.md.txt"] = node.text.encode()
@@ -429,7 +430,7 @@ def _build(settings: Settings) -> BuildResult:
         raise BuildError(f"{len(result.failures)} page(s) failed; site/ was not changed:\n"
                          + "\n".join(result.failures))
     docs = settings.build_dir / "docs"
-    written = site.sync_docs(docs, docs_files(settings, plan, result, dataset, base_text))
+    written = site.sync_docs(docs, docs_files(settings, plan, dataset, base_text))
     log.info("docs: %d file(s) written to %s", written, docs)
     write_atomic(settings.build_dir / "manifest.json", json.dumps({
         "profile": settings.profile, "manifest": dataset.manifest,
