@@ -87,9 +87,10 @@ def signature(nb: Any) -> str:
                               sorted(_tags(c))] for c in nb.cells]})
 
 
-def with_prose(page: Page, path: Path) -> Page:
-    """A cached page with the prose of the page's current text: the code and its outputs
-    are the same (the page cache key says so), only the Markdown cells are new."""
+def with_prose(page: Page, path: Path, source: str) -> Page:
+    """A cached page with the prose of the page's current text (source: its digest): the
+    code and its outputs are the same (the page cache key says so), only the Markdown
+    cells are new."""
     import nbformat
 
     nb = nbformat.reads(page.notebook, as_version=4)
@@ -105,7 +106,7 @@ def with_prose(page: Page, path: Path) -> Page:
     markdown, images = to_markdown(nb, path.stem)
     return Page(page.name, title(nb, path.stem), scrub_text(markdown, project), images,
                 nbformat.writes(nb), page.runs, page.seconds, page.executed_at, cached=True,
-                source=source_digest(path))
+                source=source)
 
 
 def source_digest(path: Path) -> str:
@@ -244,8 +245,8 @@ def load_cached(store: Store, key: str, name: str, path: Path | None = None) -> 
     page = Page(name, meta["title"], (folder / "page.md").read_text(), images,
                 (folder / "page.ipynb").read_text(), meta.get("runs", []), meta["seconds"],
                 meta["executed_at"], cached=True, source=meta.get("source", ""))
-    if path is not None and page.source != source_digest(path):
-        page = with_prose(page, path)
+    if path is not None and page.source != (source := source_digest(path)):
+        page = with_prose(page, path, source)
         save(store, key, page)  # the next build finds the new prose as it is
     return page
 
