@@ -203,13 +203,14 @@ class Study:
 
 def builder_source(study: Study, function: str) -> str:
     """The source of a function in the study's builder files, read without importing."""
-    for path in study.builder_files():
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in tree.body:
+    files = study.builder_files()
+    for path in files:
+        text = path.read_text()
+        for node in ast.parse(text, filename=str(path)).body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
-                return ast.get_source_segment(path.read_text(), node) or ""
+                return ast.get_source_segment(text, node) or ""
     raise ConfigError(f"no function {function!r} in the study's code "
-                      f"({', '.join(p.name for p in study.builder_files())})")
+                      f"({', '.join(p.name for p in files)})")
 
 
 def builder_kwargs(fn: Callable[..., Any], available: Mapping[str, Any]) -> dict[str, Any]:
