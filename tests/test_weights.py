@@ -48,3 +48,22 @@ def test_a_study_without_a_base_needs_no_weights(tmp_path: Path) -> None:
     s = Settings(project_dir=tmp_path, study_file=write_study(tmp_path))
     assert weights.resolve(s) == (None, "")
     assert weights.weights_id(None) == "random" and weights.weights_id("imagenet") == "imagenet"
+
+
+def test_a_weights_file_is_hashed_once_until_it_changes(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from catdog_report import cache
+
+    reads: list[Path] = []
+    real = cache.file_digest
+    monkeypatch.setattr(weights, "file_digest", lambda p: reads.append(p) or real(p))
+    f = tmp_path / "w.h5"
+    f.write_bytes(b"one")
+    first = weights.weights_id(f)
+    assert weights.weights_id(str(f)) == first and len(reads) == 1  # asked twice, read once
+    assert first == "sha256:" + real(f)
+    f.write_bytes(b"two")
+    os.utime(f, ns=(1, 1))  # another time: hashed again
+    assert weights.weights_id(f) == "sha256:" + real(f) != first and len(reads) == 2

@@ -3,6 +3,7 @@ file comes from (--weights, CATDOG_WEIGHTS, Keras's cache, Keras's download) and
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -59,4 +60,13 @@ def weights_id(weights: str | Path | None) -> str:
         return "random"
     if str(weights) == "imagenet":
         return "imagenet"
-    return "sha256:" + file_digest(Path(weights))
+    path = Path(weights)
+    stat = path.stat()
+    return _file_id(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_id(path: str, size: int, mtime_ns: int) -> str:
+    """A weights file's checksum, hashed once per process while its size and time stay
+    (run keys, memo keys and page inputs each ask for it, per seed and model)."""
+    return "sha256:" + file_digest(Path(path))
