@@ -30,6 +30,7 @@ from constants import (
     TIME_BIN,
     TRAIN_RE,
 )
+from probe import STEP_VARIANTS
 
 
 def child_env() -> dict[str, str]:
@@ -210,8 +211,7 @@ def run_probe(smoke: bool, logs: Path) -> dict[str, Any]:
     last = Path(result["stdout_log"]).read_text().strip().splitlines()[-1]
     probe = json.loads(last) | {"wall_s": result["wall_s"]}
     probe["train_step"] = []
-    variants = ("default", "xla", "intra2-inter1", "bf16")
-    for name, variant in itertools.product(MODEL_NAMES, variants):
+    for name, variant in itertools.product(MODEL_NAMES, STEP_VARIANTS):
         r = run_measured(f"probe {name} {variant}", [  # TF threads are set per process
             sys.executable, str(BENCH / "probe.py"), "--image-size", str(IMAGE_SIZE),
             "--batch-size", str(BATCH_SIZE), "--train-step", variant, "--model", name], logs)

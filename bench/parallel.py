@@ -24,7 +24,7 @@ from typing import Any
 
 def train_all(settings: Any, workers: int, work: Path) -> dict[str, Any]:
     """Every model of the study at the settings' seed, in `workers` processes."""
-    from catdog_report import build, config, data, weights
+    from catdog_report import build, config, data, training, weights
 
     settings = settings.replace(workers=workers, cache_dir=work / f"cache-{workers}",
                                 project_dir=work / f"project-{workers}")
@@ -37,10 +37,9 @@ def train_all(settings: Any, workers: int, work: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     build.train_runs(settings, dataset, plan, base, book, lambda _: None, threading.Event())
     seconds = time.perf_counter() - t0
-    histories = {}
-    for run_id, entry in book.by_id.items():
-        record = settings.cache_root / "runs" / "entries" / entry["key"] / "record.json"
-        histories[run_id] = json.loads(record.read_text())["history"]
+    store = training.run_store(settings)
+    histories = {run_id: training.load_run(store.path(entry["key"])).record["history"]
+                 for run_id, entry in book.by_id.items()}
     return {"seconds": round(seconds, 2), "keys": {i: e["key"] for i, e in book.by_id.items()},
             "histories": histories}
 
