@@ -35,14 +35,16 @@ def model_five(parent):
     return parent
 '''
 
-PAGE = '''---
+HEADER = '''---
 jupyter:
   kernelspec:
     display_name: Python 3
     language: python
     name: python3
 ---
+'''  # a jupytext page's front matter
 
+PAGE = HEADER + '''
 # {title}
 
 {prose}
@@ -61,14 +63,7 @@ say(test_score(run))
 '''
 
 
-DATA_PAGE = '''---
-jupyter:
-  kernelspec:
-    display_name: Python 3
-    language: python
-    name: python3
----
-
+DATA_PAGE = HEADER + '''
 # The data
 
 ```python
