@@ -81,6 +81,7 @@ def mobilenet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's CATDOG_* variables or Keras cache."""
     for var in ("CATDOG_DATA_DIR", "CATDOG_WEIGHTS", "CATDOG_CACHE_DIR", "CATDOG_PROFILE",
-                "CATDOG_SETTINGS", "CATDOG_BUILD_DIR", "CATDOG_JOBS"):
+                "CATDOG_SETTINGS", "CATDOG_BUILD_DIR", "CATDOG_JOBS", "CATDOG_ENGINE",
+                "CATDOG_STRATEGY", "CATDOG_WORKERS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))

@@ -7,13 +7,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 
-from catdog_report import engines
+from catdog_report import engines, site
 from catdog_report.errors import BuildError
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 PAGE = """# {title}
 
@@ -41,20 +39,6 @@ import keras
 ??? note "Reproducibility stamp"
     - **Commit:** `abc123`
 """
-
-
-def _nav_pages(config: Path) -> list[str]:
-    """The page names mkdocs.yml's nav lists, in order."""
-    def walk(items: object) -> list[str]:
-        if isinstance(items, str):
-            return [items.removesuffix(".md")]
-        if isinstance(items, dict):
-            return [n for value in items.values() for n in walk(value)]
-        if isinstance(items, list):
-            return [n for item in items for n in walk(item)]
-        return []
-
-    return walk(yaml.safe_load(config.read_text())["nav"])
 
 
 def make_docs(docs: Path, names: list[str]) -> None:
@@ -98,7 +82,7 @@ def built(request: pytest.FixtureRequest,
     engine = request.param
     if engine == "zensical":
         pytest.importorskip("zensical", reason="zensical is not installed (pip install zensical)")
-    names = _nav_pages(ROOT / "mkdocs.yml")
+    names = site.nav_pages(ROOT)  # the pages mkdocs.yml's nav lists, in order
     work = tmp_path_factory.mktemp(f"site-{engine}")
     make_docs(work / "docs", names)
     out = work / "out"

@@ -157,9 +157,7 @@ def test_live_site_injects_the_script_and_answers_a_poll_on_reload(
         server.stop()
         thread.join(timeout=5)
     assert not thread.is_alive()
-    with socket.socket() as sock:  # the port is free again
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", server.server_address[1]))
+    assert _port_is_free(server.server_address[1])  # the port is free again
 
 
 def test_the_cli_refuses_a_bad_or_busy_port_in_one_line(
