@@ -203,3 +203,25 @@ def test_a_failing_page_stops_the_training_it_no_longer_needs(
     entries = slow.cache_root / "runs" / "entries"
     assert not entries.exists() or not list(entries.iterdir())  # nothing half-trained kept
     assert not slow.site_dir.exists()
+
+
+def test_comparison_page_with_seeds_per_model_claims_only_what_its_tests_support(
+        tiny_settings: Settings) -> None:
+    settings = tiny_settings.replace(seeds=2, model_seeds={"model_two": 1, "model_three": 1})
+    result = build(settings)
+    assert sorted(f"{m}@{e['seed']}" for m, runs in result.seeds.items() for e in runs) == [
+        "model_four@0", "model_four@1", "model_one@0", "model_one@1", "model_three@0",
+        "model_two@0"]
+    page = (settings.build_dir / "docs" / "comparison.md").read_text()
+    assert "seeds per model: Model one 2, Model two 1, Model three 1, Model four 2" in page
+    assert ("Each of the 6 pairs of the 4 models is tested once, on the same 4 test photos"
+            in page)
+    assert "adjusted with Holm's method over those 6 tests" in page
+    assert "adjusted p" in page and "pooled" not in page
+    assert "seed pairs with p < 0.05" in page  # one seed pair where a model has one seed
+    assert "| 1 of 1 |" in page or "| 0 of 1 |" in page
+    # the walkthrough's claims describe the full profile: a quick build gives no verdict
+    assert 'A preview: no verdicts' in page and "consistent with |" not in page
+    reproduction = page.split("## Reproduction")[1]
+    assert "| below |" not in reproduction and "| above |" not in reproduction
+    assert "on 4 photos, mean of 2 seeds" in reproduction  # the true photo count, not 8

@@ -26,11 +26,22 @@ def test_unknown_profile_is_one_line_with_a_hint(capsys: pytest.CaptureFixture[s
     (["--epochs", "model_for=3"], "did you mean 'model_four'"),
     (["--epochs", "model_one=three"], "'three' is not a whole number"),
     (["--strategy", "mirror"], "did you mean 'mirrored'"),
+    (["--seeds", "three"], "--seeds 'three': 'three' is not a whole number"),
+    (["--seeds", "2", "3"], "give one N for every model"),
+    (["--seeds", "=3"], "expected N or MODEL=N"),
+    (["--seeds", "model_on=3"], "did you mean 'model_one'"),
 ])
 def test_bad_values(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     code, err = run(capsys, "build", *argv)
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_seeds_take_a_count_and_per_model_counts() -> None:
+    args = cli.parser().parse_args(["build", "--seeds", "3", "model_two=1", "model_three=1"])
+    assert cli._seeds(args.seeds) == {"seeds": 3,
+                                      "model_seeds": {"model_two": 1, "model_three": 1}}
+    assert cli._seeds([]) == {"seeds": None, "model_seeds": {}}
 
 
 def test_missing_data_folder(capsys: pytest.CaptureFixture[str], project: Path,

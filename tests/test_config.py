@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,31 @@ def test_epochs_must_be_positive_integers(epochs: object) -> None:
 def test_unknown_model_name_in_epochs() -> None:
     with pytest.raises(ConfigError, match="did you mean 'model_two'"):
         Settings(epochs={"model_too": 3})
+
+
+def test_seeds_per_model() -> None:
+    s = Settings(seeds=3, model_seeds={"model_two": 1, "model_three": 1})
+    assert s.seeds_for("model_one") == [0, 1, 2] and s.seeds_for("model_two") == [0]
+    assert s.seed_list == [0, 1, 2]
+    assert Settings(seed=5, model_seeds={"model_one": 2}).seeds_for("model_one") == [5, 6]
+    assert Settings(model_seeds={"model_one": 2}).seeds_for("model_four") == [0]
+    assert Settings(model_seeds={"model_one": 2}).seed_list == [0, 1]
+    with pytest.raises(ConfigError, match="--seeds.*did you mean 'model_one'"):
+        Settings(model_seeds={"model_on": 2})
+    with pytest.raises(ConfigError, match="seeds for model_one must be a positive integer"):
+        Settings(model_seeds={"model_one": 0})
+    assert Settings.from_mapping(json.loads(s.to_json())) == s  # handed to page kernels
+
+
+def test_a_child_cannot_have_more_seeds_than_its_parent(tmp_path: Path) -> None:
+    from test_study import write_study
+
+    study_file = write_study(tmp_path)
+    with pytest.raises(ConfigError, match=r"tuned starts from small, so it cannot have more "
+                                          r"seeds \(2\) than small \(1\).*--seeds small=N"):
+        Settings(project_dir=tmp_path, study_file=study_file, model_seeds={"tuned": 2})
+    ok = Settings(project_dir=tmp_path, study_file=study_file, seeds=2, model_seeds={"tuned": 1})
+    assert ok.seeds_for("small") == [0, 1] and ok.seeds_for("tuned") == [0]
 
 
 def test_a_project_without_study_yml(tmp_path: Path) -> None:

@@ -81,3 +81,13 @@ def test_several_seeds_are_several_runs(tmp_path: Path) -> None:
     assert plan.ids == ["small@0", "small@1", "small@2", "tuned@0", "tuned@1", "tuned@2"]
     assert plan.pages[0].ids == ("tuned@0", "tuned@1", "tuned@2")  # every seed it shows
     assert plan.to_train == plan.ids[1:] and plan.pages[0].key is None
+
+
+def test_seeds_per_model_are_planned_per_model(tmp_path: Path) -> None:
+    s = study.load(write_study(tmp_path))
+    plan = make_plan(s, _pages(Needs(("tuned",)), Needs((), True)), {"small@0": "k"}, {},
+                     seeds={"small": [0, 1, 2], "tuned": [0]})
+    assert plan.ids == ["small@0", "small@1", "small@2", "tuned@0"]
+    assert plan.seeds_of("small") == [0, 1, 2] and plan.seeds_of("tuned") == [0]
+    assert plan.pages[0].ids == ("tuned@0",)
+    assert plan.pages[1].ids == ("small@0", "small@1", "small@2", "tuned@0")  # reads every run

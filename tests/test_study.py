@@ -97,6 +97,9 @@ def test_a_valid_study_and_its_order(tmp_path: Path) -> None:
     ({"models__small__colour": "red"}, r"expected #rrggbb"),
     ({"data__classes": ["one"]}, r"data.classes: expected two or more"),
     ({"data__grid_rows": ["triangles"]}, r"data.grid_rows: expected class names"),
+    ({"claims": [{"model": "small", "metric": "val_accuracy", "low": 0.5, "high": 0.6,
+                  "profile": "ful"}]}, r"claims\[0\].profile: unknown profile 'ful' \(did you "
+                                       r"mean 'full'\?\)"),
 ])
 def test_bad_declarations_name_the_file_and_the_place(tmp_path: Path, changes: dict,
                                                       message: str | None) -> None:
@@ -110,6 +113,18 @@ def test_bad_declarations_name_the_file_and_the_place(tmp_path: Path, changes: d
     with pytest.raises(ConfigError, match=message) as err:
         study.load(path)
     assert str(path) in str(err.value)
+
+
+def test_claims_name_the_profile_they_describe(tmp_path: Path) -> None:
+    claims = [{"model": "small", "metric": "val_accuracy", "low": 0.5, "high": 0.6,
+               "profile": "full"},
+              {"model": "tuned", "metric": "test_accuracy", "low": 0.5, "high": 0.6}]
+    s = study.load(write_study(tmp_path, claims=claims))
+    assert [c.profile for c in s.claims] == ["full", None]
+    assert s.claims[0].applies_to("full") and not s.claims[0].applies_to("quick")
+    assert s.claims[1].applies_to("quick")  # no profile: a claim about every profile
+    own = study.load(ROOT / "study.yml")  # the walkthrough's claims are about its full runs
+    assert own.claims and {c.profile for c in own.claims} == {"full"}
 
 
 def test_unknown_model_and_profile_suggest(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def plan_build(settings: Settings, dataset: data.Dataset, base: str | None) -> P
         sources.append((name, path, text, parsed_needs(settings, path, text)))
     known = training.known_runs(settings, dataset, base)
     return make_plan(settings.study, sources, known, page_inputs(settings, dataset, base),
-                     settings.seed_list)
+                     {m: settings.seeds_for(m) for m in settings.study.models})
 
 
 def parsed_needs(settings: Settings, path: Path, text: str) -> Needs:
@@ -176,7 +176,7 @@ def train_runs(settings: Settings, dataset: data.Dataset, plan: Plan, base: str 
     jobs = []  # runs to train in worker processes
     for name in plan.runs:
         parent = settings.study.models[name].starts_from
-        for seed in plan.seeds:
+        for seed in plan.seeds_of(name):
             if stop.is_set():
                 raise KeyboardInterrupt
             if settings.workers > 1 and (run_id(name, seed) not in plan.known

@@ -35,6 +35,29 @@ def _epochs(values: Sequence[str]) -> dict[str, int]:
     return out
 
 
+def _seeds(values: Sequence[str]) -> dict[str, Any]:
+    """--seeds N and MODEL=N items: the seeds of every model and per-model counts (the
+    names are checked against the study by Settings)."""
+    count, per_model = None, {}
+    for item in values:
+        name, sep, number = item.rpartition("=")
+        if sep and not name:
+            raise ConfigError(f"--seeds {item!r}: expected N or MODEL=N, e.g. --seeds 3")
+        try:
+            value = int(number)
+        except ValueError:
+            raise ConfigError(f"--seeds {item!r}: {number!r} is not a whole number; expected N "
+                              "or MODEL=N") from None
+        if sep:
+            per_model[name] = value
+        elif count is not None:
+            raise ConfigError(f"--seeds {item!r}: give one N for every model (it was given "
+                              f"{count} already) and MODEL=N for the others")
+        else:
+            count = value
+    return {"seeds": count, "model_seeds": per_model}
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser."""
     p = argparse.ArgumentParser(prog="catdog-report", description=__doc__)
@@ -71,9 +94,10 @@ def _build_options(b: argparse.ArgumentParser) -> None:
     b.add_argument("--project", type=Path, default=Path.cwd(), help="project folder")
     b.add_argument("--epochs", nargs="*", default=[], metavar="MODEL=N",
                    help="override a model's epochs (a model of study.yml), e.g. NAME=3")
-    b.add_argument("--seeds", type=int, default=None,
-                   help="train each model with N seeds (seed, seed+1, ...); default: the "
-                        "profile's seeds in study.yml, else 1")
+    b.add_argument("--seeds", nargs="+", default=[], metavar="N|MODEL=N",
+                   help="train each model with N seeds (seed, seed+1, ...), and a model with "
+                        "its own MODEL=N (e.g. --seeds 3 NAME=1); default: the profile's "
+                        "seeds in study.yml, else 1")
     b.add_argument("--precision", default="float32",
                    help="float32 (default) or bf16 (Keras's mixed_bfloat16 policy)")
     b.add_argument("--workers", type=int, default=int(os.environ.get("CATDOG_WORKERS", "1")),
@@ -107,7 +131,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "epochs": _epochs(args.epochs), "seed": args.seed, "strategy": args.strategy,
         "image_size": args.image_size, "batch_size": args.batch_size,
         "keep_going": getattr(args, "keep_going", False), "jobs": args.jobs,
-        "engine": args.engine, "seeds": args.seeds, "precision": args.precision,
+        "engine": args.engine, **_seeds(args.seeds), "precision": args.precision,
         "workers": args.workers})
     check_build_paths(settings, given)
     return settings

@@ -52,6 +52,7 @@ class Settings:
     jobs: int = 2  # page kernels executing at once
     engine: str = "mkdocs"  # the site engine: mkdocs (Material) or zensical
     seeds: int | None = None  # training runs per model (default: the profile's seeds)
+    model_seeds: Mapping[str, int] = field(default_factory=dict)  # per-model overrides of it
     precision: str = "float32"  # or bf16: Keras's mixed_bfloat16 policy
     workers: int = 1  # worker processes training independent runs at once
 
@@ -77,12 +78,29 @@ class Settings:
             if value is not None:
                 object.__setattr__(self, attr, Path(value).expanduser().absolute())
         object.__setattr__(self, "epochs", dict(self.epochs))
+        object.__setattr__(self, "model_seeds", dict(self.model_seeds))
         study = self.study
         study.profile(self.profile)
         for name, value in self.epochs.items():
             study.model(name, "--epochs")
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"epochs for {name} must be a positive integer, got {value!r}")
+        self._check_model_seeds(study)
+
+    def _check_model_seeds(self, study: Study) -> None:
+        """Per-model seed counts name models of the study, are positive, and never exceed
+        the seeds of the model a model starts from (each seed continues its parent's)."""
+        for name, value in self.model_seeds.items():
+            study.model(name, "--seeds")
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"seeds for {name} must be a positive integer, got {value!r}")
+        for name, spec in study.models.items():
+            parent = spec.starts_from
+            if parent and len(self.seeds_for(name)) > len(self.seeds_for(parent)):
+                raise ConfigError(f"{name} starts from {parent}, so it cannot have more seeds "
+                                  f"({len(self.seeds_for(name))}) than {parent} "
+                                  f"({len(self.seeds_for(parent))}); raise {parent}'s with "
+                                  f"--seeds {parent}=N")
 
     @property
     def study(self) -> Study:
@@ -102,8 +120,16 @@ class Settings:
 
     @property
     def seed_list(self) -> list[int]:
-        """The training seeds: seed, seed + 1, ... (--seeds, else the profile's seeds)."""
-        return [self.seed + i for i in range(self.seeds or self.profile_spec.seeds)]
+        """Every training seed of the build: seed, seed + 1, ... up to the most any model
+        has (--seeds, else the profile's seeds; --seeds MODEL=N for one model)."""
+        count = self.seeds or self.profile_spec.seeds
+        return [self.seed + i for i in range(max([count, *self.model_seeds.values()]))]
+
+    def seeds_for(self, model: str) -> list[int]:
+        """The training seeds of one model: seed, seed + 1, ... (its --seeds MODEL=N, else
+        --seeds N, else the profile's seeds)."""
+        count = self.model_seeds.get(model) or self.seeds or self.profile_spec.seeds
+        return [self.seed + i for i in range(count)]
 
     @property
     def cache_root(self) -> Path:

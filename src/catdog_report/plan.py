@@ -92,12 +92,19 @@ class Plan:
     pages: list[PageNode]
     known: dict[str, str] = field(default_factory=dict)  # run id → key, known untrained
     inputs: dict[str, Any] = field(default_factory=dict)  # what every page's key holds
-    seeds: list[int] = field(default_factory=lambda: [0])  # training seeds, base first
+    # training seeds, base first: the same for every model, or per model
+    seeds: Sequence[int] | Mapping[str, Sequence[int]] = (0,)
+
+    def seeds_of(self, model: str) -> list[int]:
+        """A model's training seeds, base first."""
+        if isinstance(self.seeds, Mapping):
+            return list(self.seeds[model])
+        return list(self.seeds)
 
     @property
     def ids(self) -> list[str]:
         """Every run of the build in training order: each model's seeds, parents first."""
-        return [run_id(m, s) for m in self.runs for s in self.seeds]
+        return [run_id(m, s) for m in self.runs for s in self.seeds_of(m)]
 
     @property
     def to_train(self) -> list[str]:
@@ -107,13 +114,13 @@ class Plan:
 
 def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
               known: Mapping[str, str], inputs: Mapping[str, Any],
-              seeds: Sequence[int] = (0,)) -> Plan:
+              seeds: Sequence[int] | Mapping[str, Sequence[int]] = (0,)) -> Plan:
     """The plan: every model a page fits (and its parents), every model of the study when a
     page reads the build's runs, each trained once per seed; a page's key where the keys
     of all its runs are known.
 
     pages: (name, path, text, needs) in nav order; known: run id → key found without
-    training (run_id(model, seed)).
+    training (run_id(model, seed)); seeds: every model's training seeds, or per model.
     """
     for name, path, _, needs in pages:
         for model in needs.fits:
@@ -125,14 +132,15 @@ def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
     fitted = [m for *_, needs in pages for m in needs.fits]
     everything = any(needs.reads_runs for *_, needs in pages)
     runs = study.order(list(study.models) if everything else fitted)
+    per_model = {m: list(seeds[m] if isinstance(seeds, Mapping) else seeds) for m in runs}
     nodes = []
     for i, (name, path, text, needs) in enumerate(pages, 1):
         shows = tuple(runs) if needs.reads_runs else needs.fits
-        ids = tuple(run_id(m, s) for m in shows for s in seeds)
+        ids = tuple(run_id(m, s) for m in shows for s in per_model[m])
         node = PageNode(i, name, path, text, needs, shows, ids)
         if all(i in known for i in ids):
             node.key = node.key_for(known, inputs)
         nodes.append(node)
-    every = {run_id(m, s) for m in runs for s in seeds}
+    every = {run_id(m, s) for m in runs for s in per_model[m]}
     return Plan(runs, nodes, {i: k for i, k in known.items() if i in every}, dict(inputs),
-                list(seeds))
+                per_model)

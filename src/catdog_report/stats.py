@@ -12,6 +12,7 @@ import operator
 import statistics
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 # Acklam's rational approximation of the inverse normal CDF (relative error < 1.15e-9),
@@ -107,6 +108,11 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
                          "undefined (was the test set empty?)")
     if successes > n:
         raise ValueError(f"successes ({successes}) cannot exceed n ({n})")
+    return _wilson(successes, n, confidence)
+
+
+def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:
+    """The Wilson bounds for a (possibly fractional) count of successes, 0 <= it <= n."""
     z = _two_sided_z(confidence)
     z2 = z * z
     centre = 2.0 * successes + z2
@@ -186,103 +192,228 @@ def paired_counts(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple
     return b, c
 
 
-def mcnemar_matrix(correct: Mapping[str, Sequence[Sequence[bool]]]) -> pd.DataFrame:
-    """Exact McNemar p-values between every ordered pair of models on the same test photos,
-    on the discordant counts pooled over seed pairs (:func:`pooled_mcnemar`; with one seed
-    each, the plain exact test).
-
-    Args:
-        correct: model name -> per seed, per-photo correctness; every sequence over the
-            same photos in the same order, every model with the same number of seeds.
-
-    Returns:
-        A square DataFrame, rows and columns in the mapping's order, entry (i, j) the exact
-        McNemar p-value of model i against model j (symmetric); the diagonal is NaN.
-
-    Raises:
-        ValueError: when two models have different numbers of seeds, or a seed pair was
-            scored on different numbers of photos.
-    """
-    names = list(correct)
-    matrix = pd.DataFrame(math.nan, index=pd.Index(names, name="model"),
-                          columns=pd.Index(names, name="versus"), dtype=float)
-    for i, row in enumerate(names):
-        for j, col in enumerate(names):
-            if i != j:
-                matrix.iloc[i, j] = pooled_mcnemar(correct[row], correct[col])[2]
-    return matrix
-
-
-def _check_seeds(correct_a: Sequence[Sequence[bool]],
-                 correct_b: Sequence[Sequence[bool]]) -> None:
-    """ValueError unless both models have the same, non-zero number of seeds."""
-    if len(correct_a) != len(correct_b):
-        raise ValueError(f"seeds are paired by index: correct_a has {len(correct_a)} seeds, "
-                         f"correct_b has {len(correct_b)}")
-    if len(correct_a) == 0:
-        raise ValueError("no seeds given: need at least one seed pair")
-
-
-def pooled_mcnemar(correct_a: Sequence[Sequence[bool]],
-                   correct_b: Sequence[Sequence[bool]]) -> tuple[int, int, float]:
-    """Exact McNemar test on discordant counts pooled over seed pairs.
-
-    Seed i of model A is paired with seed i of model B, both scored on the same test photos.
-    The discordant counts of each seed pair are summed, b = sum of b_i and c = sum of c_i, and
-    the exact McNemar p-value is computed on (b, c).
-
-    What this tests: the null hypothesis that, over these training seeds, a photo on which the
-    two models disagree is equally likely to be one that A gets right as one that B gets right,
-    i.e. that A and B have the same error rate on this test set.
-
-    Caveat: the same test photos recur in every seed pair, so the pooled pairs are not
-    independent (an easy or hard photo counts once per seed). The binomial null treats them
-    as independent, so the pooled p-value is optimistic (too small) and must be reported as
-    such, e.g. "pooled over 3 seeds, p = 0.01 (optimistic: photos repeat across seeds)".
-    Report :func:`seedwise_mcnemar` alongside it ("significant in k of n seed pairs").
-
-    Args:
-        correct_a: per seed, the per-photo correctness of model A.
-        correct_b: per seed, the per-photo correctness of model B, aligned with correct_a.
-
-    Returns:
-        (b, c, p): pooled count of photos A right and B wrong, of A wrong and B right, and
-        the exact McNemar p-value on them.
-
-    Raises:
-        ValueError: for different numbers of seeds, no seeds, or a seed pair scored on
-            different numbers of photos.
-    """
-    _check_seeds(correct_a, correct_b)
-    b = c = 0
-    for seed_a, seed_b in zip(correct_a, correct_b, strict=True):
-        b_i, c_i = paired_counts(seed_a, seed_b)
-        b += b_i
-        c += c_i
-    return b, c, mcnemar_exact(b, c)
-
-
 def seedwise_mcnemar(correct_a: Sequence[Sequence[bool]],
                      correct_b: Sequence[Sequence[bool]]) -> list[float]:
     """Exact McNemar p-value of each seed pair separately (seed i of A against seed i of B).
 
-    Each p-value is a valid test on its own (its pairs are distinct photos), so a page can say
-    "significant in k of n seed pairs" without the dependence problem of :func:`pooled_mcnemar`.
+    Each p-value is a valid test of those two runs on its own (its pairs are distinct
+    photos); counting the seed pairs with p < 0.05 describes how often single runs differ, but
+    the counts are not a test of the models (the same photos recur in every pair): the
+    headline test is :func:`clustered_test`.
 
     Args:
         correct_a: per seed, the per-photo correctness of model A.
-        correct_b: per seed, the per-photo correctness of model B, aligned with correct_a.
+        correct_b: per seed, the per-photo correctness of model B; when the two have different
+            numbers of seeds, only the seeds both have are paired.
 
     Returns:
         One p-value per seed pair, in seed order.
 
     Raises:
-        ValueError: for different numbers of seeds, no seeds, or a seed pair scored on
-            different numbers of photos.
+        ValueError: for no seeds, or a seed pair scored on different numbers of photos.
     """
-    _check_seeds(correct_a, correct_b)
+    if not correct_a or not correct_b:
+        raise ValueError("no seeds given: need at least one seed pair")
     return [mcnemar_exact(*paired_counts(seed_a, seed_b))
-            for seed_a, seed_b in zip(correct_a, correct_b, strict=True)]
+            for seed_a, seed_b in zip(correct_a, correct_b, strict=False)]
+
+
+def _check_photos(correct: Sequence[Sequence[bool]], name: str) -> int:
+    """The photo count every seed of a model was scored on (ValueError if none or uneven)."""
+    if len(correct) == 0:
+        raise ValueError(f"{name}: no seeds given; need at least one run per model")
+    lengths = {len(seed) for seed in correct}
+    if len(lengths) != 1:
+        raise ValueError(f"{name}: its seeds were scored on different numbers of photos "
+                         f"({sorted(lengths)}); paired tests need the same test photos")
+    return lengths.pop()
+
+
+def photo_differences(correct_a: Sequence[Sequence[bool]],
+                      correct_b: Sequence[Sequence[bool]]) -> list[int]:
+    """Per test photo, how much more often model A's seeds got it right than model B's.
+
+    Photo i's difference is ``k_b * right_a[i] - k_a * right_b[i]``, with ``right_x[i]`` the
+    number of model X's ``k_x`` seeds that got photo i right: the difference of the two
+    per-photo seed means, scaled to a whole number (with one seed each, +1 where only A is
+    right, -1 where only B is, else 0). Seeds stay together: each photo is one cluster.
+
+    Args:
+        correct_a: per seed of model A, the per-photo correctness, every seed over the same
+            photos in the same order.
+        correct_b: the same for model B, over the same photos.
+
+    Returns:
+        One integer per photo, in photo order.
+
+    Raises:
+        ValueError: for a model with no seeds, or seeds or models scored on different numbers
+            of photos (the counts are named).
+    """
+    n_a, n_b = _check_photos(correct_a, "correct_a"), _check_photos(correct_b, "correct_b")
+    if n_a != n_b:
+        raise ValueError(f"paired correctness must have equal lengths: correct_a has {n_a} "
+                         f"photos per seed, correct_b has {n_b}")
+    k_a, k_b = len(correct_a), len(correct_b)
+    right_a = [sum(bool(seed[i]) for seed in correct_a) for i in range(n_a)]
+    right_b = [sum(bool(seed[i]) for seed in correct_b) for i in range(n_b)]
+    return [k_b * a - k_a * b for a, b in zip(right_a, right_b, strict=True)]
+
+
+def sign_flip_test(differences: Sequence[int]) -> float:
+    """Exact two-sided sign-flip (Fisher–Pitman permutation) test of paired differences.
+
+    Under the null hypothesis each difference is as likely to have its sign as the opposite
+    one (the two models are exchangeable on every photo), so the sum ``T = sum(d_i)`` is
+    compared with the distribution of ``sum(s_i * |d_i|)`` over all ``2^m`` sign patterns
+    ``s`` of the ``m`` non-zero differences:
+
+    ``p = P(|T*| >= |T|)``.
+
+    The null distribution is computed exactly, with no random draws, by convolving the ``m``
+    two-point distributions (differences divided by their greatest common divisor first), in
+    double precision. With one seed per model (differences in {-1, 0, 1}) this is the exact
+    McNemar test: it equals :func:`mcnemar_exact` on the discordant counts.
+
+    Args:
+        differences: whole-number paired differences, one per independent unit (here a test
+            photo, from :func:`photo_differences`).
+
+    Returns:
+        The p-value in [0, 1]; 1.0 when every difference is 0.
+
+    Raises:
+        ValueError: for a difference that is not a whole number.
+    """
+    values = [_whole(d) for d in differences]
+    sizes = sorted(abs(d) for d in values if d)
+    if not sizes:
+        return 1.0
+    unit = math.gcd(*sizes)
+    sizes = [d // unit for d in sizes]
+    total = sum(sizes)
+    observed = abs(sum(values)) // unit
+    dist = np.zeros(total + 1)  # of S, the sum of the sizes signed +: T* = 2 S - total
+    dist[0] = 1.0
+    reach = 0
+    for size in sizes:
+        kept = dist[:reach + 1].copy()
+        dist[:reach + 1] *= 0.5
+        dist[size:size + reach + 1] += 0.5 * kept
+        reach += size
+    s = np.arange(total + 1)
+    return float(min(1.0, dist[np.abs(2 * s - total) >= observed].sum()))
+
+
+def _whole(value: int) -> int:
+    """A whole number, or ValueError."""
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise ValueError(f"sign_flip_test needs whole-number differences, got {value!r}")
+    return int(value)
+
+
+def clustered_test(correct_a: Sequence[Sequence[bool]],
+                   correct_b: Sequence[Sequence[bool]]) -> float:
+    """The paired test of two models over all their seeds, clustered by photo: the exact
+    sign-flip test (:func:`sign_flip_test`) of each photo's difference of seed means
+    (:func:`photo_differences`).
+
+    What it tests: that on a random photo like the test photos, the runs of A (all seeds
+    together) and the runs of B are equally likely to be right. Each photo counts once however
+    many seeds there are, so photos that recur across seeds are not counted as independent
+    (unlike McNemar's test on discordant pairs pooled over seeds, which is anti-conservative).
+    It says nothing about runs trained with other seeds: the spread over seeds is reported
+    separately.
+
+    Args:
+        correct_a: per seed of model A, the per-photo correctness.
+        correct_b: per seed of model B, over the same photos (its seed count may differ).
+
+    Returns:
+        The exact two-sided p-value.
+    """
+    return sign_flip_test(photo_differences(correct_a, correct_b))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (Holm 1979, Scand. J. Statist.
+    6:65-70).
+
+    The i-th smallest of m p-values becomes ``max over j <= i of min(1, (m - j + 1) p_(j))``;
+    rejecting every hypothesis whose adjusted p-value is below alpha keeps the chance of any
+    false rejection in the family at most alpha, whatever the dependence between the tests.
+
+    Args:
+        pvalues: the family's p-values, in any order.
+
+    Returns:
+        The adjusted p-values, in the order given.
+
+    Raises:
+        ValueError: for a p-value outside [0, 1] or NaN.
+    """
+    values = [float(p) for p in pvalues]
+    for p in values:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p-values must lie in [0, 1], got {p!r}")
+    m = len(values)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda i: values[i])):
+        running = max(running, min(1.0, (m - rank) * values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+PAIR_COLUMNS = ["model", "versus", "difference", "p", "p holm", "seed pairs",
+                "seed pairs apart"]
+
+
+def pairwise_tests(correct: Mapping[str, Sequence[Sequence[bool]]],
+                   alpha: float = 0.05) -> pd.DataFrame:
+    """Every pair of models tested once on the same photos, Holm-adjusted over the pairs.
+
+    Args:
+        correct: model name -> per seed, per-photo correctness (seed counts may differ
+            between models; every sequence over the same photos in the same order).
+        alpha: the level of the per-seed-pair counts (a description, not adjusted).
+
+    Returns:
+        One row per unordered pair, in the mapping's order: "model" and "versus" (the pair),
+        "difference" (A's mean accuracy over its seeds minus B's), "p" (:func:`clustered_test`),
+        "p holm" (adjusted over all the pairs: :func:`holm`), "seed pairs" (how many seed
+        pairs, seed i against seed i, both models have) and "seed pairs apart" (in how many
+        of them the exact McNemar test of the two runs alone gives p < alpha).
+    """
+    names = list(correct)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            single = seedwise_mcnemar(correct[a], correct[b])
+            rows.append({"model": a, "versus": b,
+                         "difference": _mean_accuracy(correct[a]) - _mean_accuracy(correct[b]),
+                         "p": clustered_test(correct[a], correct[b]), "p holm": math.nan,
+                         "seed pairs": len(single),
+                         "seed pairs apart": sum(p < alpha for p in single)})
+    table = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    table["p holm"] = holm(list(table["p"]))
+    return table
+
+
+def _mean_accuracy(correct: Sequence[Sequence[bool]]) -> float:
+    """The mean over seeds of the share of photos right."""
+    return statistics.fmean(statistics.fmean(bool(x) for x in seed) for seed in correct)
+
+
+def pvalue_matrix(tests: pd.DataFrame, column: str = "p holm") -> pd.DataFrame:
+    """A symmetric model × model matrix of one p-value column of :func:`pairwise_tests`
+    (the diagonal NaN), rows and columns in the order the models first appear."""
+    names = list(dict.fromkeys([*tests["model"], *tests["versus"]]))
+    matrix = pd.DataFrame(math.nan, index=pd.Index(names, name="model"),
+                          columns=pd.Index(names, name="versus"), dtype=float)
+    for a, b, p in zip(tests["model"], tests["versus"], tests[column], strict=True):
+        matrix.loc[a, b] = matrix.loc[b, a] = float(p)
+    return matrix
 
 
 def mean_std_range(values: Sequence[float]) -> dict[str, float | int]:
@@ -320,7 +451,8 @@ def verdict(value_low: float, value_high: float, claim_low: float, claim_high: f
 
     Returns:
         "above" when value_low > claim_high, "below" when value_high < claim_low, else
-        "inside" (the intervals overlap).
+        "consistent with" (the claimed range overlaps the measured interval: the
+        measurement does not contradict the claim, which is all an overlap shows).
 
     Raises:
         ValueError: when an interval has its low end above its high end, or an end is NaN.
@@ -332,7 +464,7 @@ def verdict(value_low: float, value_high: float, claim_low: float, claim_high: f
         return "above"
     if value_high < claim_low:
         return "below"
-    return "inside"
+    return "consistent with"
 
 
 def format_interval(p: float, low: float, high: float) -> str:
@@ -351,9 +483,17 @@ def format_interval(p: float, low: float, high: float) -> str:
 
 
 def accuracy_interval(accuracy: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """The Wilson interval of an accuracy measured on n items (its count of successes is
-    the accuracy times n, rounded)."""
-    return wilson_interval(round(accuracy * n), n, confidence)
+    """The Wilson interval of an accuracy measured on n items: its count of successes is the
+    accuracy times n (a whole count for one run, read through float rounding; a fraction for
+    a mean over seeds scored on the same n items, whose interval is that of its proportion
+    on n items: the true sample size)."""
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"an accuracy lies in [0, 1], got {accuracy!r}")
+    count = accuracy * _count(n, "n")
+    if n == 0:
+        raise ValueError("accuracy_interval needs n >= 1 items")
+    whole = round(count)
+    return _wilson(whole if abs(count - whole) < 1e-6 else count, n, confidence)
 
 
 def format_accuracy(accuracy: float, n: int) -> str:
@@ -361,9 +501,10 @@ def format_accuracy(accuracy: float, n: int) -> str:
     return format_interval(accuracy, *accuracy_interval(accuracy, n))
 
 
-def format_p(p: float) -> str:
-    """A p-value as prose: 'p < 0.001' or 'p = 0.012'."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+def format_p(p: float, label: str = "p") -> str:
+    """A p-value as prose: 'p < 0.001' or 'p = 0.012' (label replaces 'p', e.g.
+    'adjusted p')."""
+    return f"{label} < 0.001" if p < 0.001 else f"{label} = {p:.3f}"
 
 
 def _join(names: Sequence[str]) -> str:
@@ -372,14 +513,17 @@ def _join(names: Sequence[str]) -> str:
 
 
 def ranking_sentences(accuracy: Mapping[str, float], pvalues: pd.DataFrame, n: int,
-                      alpha: float = 0.05) -> list[str]:
+                      alpha: float = 0.05, label: str = "adjusted p") -> list[str]:
     """What a paired test lets a page say about a ranking, computed, never typed.
 
     Args:
-        accuracy: model title → test accuracy (the order of the ranking).
-        pvalues: the McNemar matrix over the same titles (mcnemar_matrix).
+        accuracy: model title → the accuracy the page ranks by (the seed mean with several
+            seeds: the same statistic as the page's table).
+        pvalues: the p-values over the same titles, already adjusted for the whole family of
+            pairs (:func:`pvalue_matrix` of :func:`pairwise_tests`, Holm).
         n: how many test photos (for the 'cannot be told apart' sentence).
-        alpha: the significance level.
+        alpha: the family-wise significance level.
+        label: how the sentences name the p-values.
 
     Returns:
         Sentences: whether the best model is ahead of every other (with its largest p), then
@@ -395,22 +539,23 @@ def ranking_sentences(accuracy: Mapping[str, float], pvalues: pd.DataFrame, n: i
     if len(beaten) == len(rest):
         worst = max(p_best.values())
         if len(rest) == 1:
-            out.append(f"{best} is ahead of {rest[0]} ({format_p(worst)}).")
+            out.append(f"{best} is ahead of {rest[0]} ({format_p(worst, label)}).")
         elif worst < 0.001:
-            out.append(f"{best} is ahead of every other model (p < 0.001 against each).")
+            out.append(f"{best} is ahead of every other model ({label} < 0.001 against each).")
         else:
-            out.append(f"{best} is ahead of every other model ({format_p(worst)} at most).")
+            out.append(f"{best} is ahead of every other model ({format_p(worst, label)} at "
+                       "most).")
     else:
         close = [m for m in rest if m not in beaten]
         ahead = (f"; it is ahead of {_join(beaten)} "
-                 f"({', '.join(format_p(p_best[m]) for m in beaten)})" if beaten else "")
+                 f"({', '.join(format_p(p_best[m], label) for m in beaten)})" if beaten else "")
         out.append(f"{best} scores highest, but not significantly above {_join(close)} "
-                   f"({', '.join(format_p(p_best[m]) for m in close)}){ahead}.")
+                   f"({', '.join(format_p(p_best[m], label) for m in close)}){ahead}.")
     apart = [(a, b) for i, a in enumerate(rest) for b in rest[i + 1:]
              if float(pvalues.loc[a, b]) < alpha]
     if len(rest) > 1 and not apart:
         out.append(f"{_join(rest)} cannot be told apart on {n} test photos "
-                   f"(p ≥ {alpha:g} for every pair).")
+                   f"({label} ≥ {alpha:g} for every pair).")
     for a, b in apart:
-        out.append(f"{a} is ahead of {b} ({format_p(float(pvalues.loc[a, b]))}).")
+        out.append(f"{a} is ahead of {b} ({format_p(float(pvalues.loc[a, b]), label)}).")
     return out

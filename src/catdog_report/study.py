@@ -86,6 +86,11 @@ class Claim:
     high: float
     text: str
     reason: str = ""  # what is known to make this build differ from the claim
+    profile: str | None = None  # the profile the claim describes (None: every profile)
+
+    def applies_to(self, profile: str) -> bool:
+        """Whether a build of this profile can be judged against the claim."""
+        return self.profile is None or self.profile == profile
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,7 @@ TOP_KEYS = {"title", "data", "profiles", "models", "claims"}
 DATA_KEYS = {"name", "url", "classes", "grid_rows"}
 PROFILE_KEYS = {"description", "train_per_class", "validation_per_class", "synthetic", "seeds"}
 MODEL_KEYS = {"title", "builder", "epochs", "weights", "starts_from", "colour", "description"}
-CLAIM_KEYS = {"model", "metric", "low", "high", "text", "reason"}
+CLAIM_KEYS = {"model", "metric", "low", "high", "text", "reason", "profile"}
 METRICS = ("val_accuracy", "test_accuracy")
 
 
@@ -321,7 +326,8 @@ def _model(check: _Check, name: str, raw: Any, index: int,
                      weights, raw.get("starts_from"), str(raw.get("description", "")))
 
 
-def _claim(check: _Check, i: int, raw: Any, models: Mapping[str, ModelSpec]) -> Claim:
+def _claim(check: _Check, i: int, raw: Any, models: Mapping[str, ModelSpec],
+           profiles: Mapping[str, ProfileSpec]) -> Claim:
     where = f"claims[{i}]"
     raw = check.mapping(raw, where, CLAIM_KEYS, ("model", "metric", "low", "high"))
     if raw["model"] not in models:
@@ -333,8 +339,13 @@ def _claim(check: _Check, i: int, raw: Any, models: Mapping[str, ModelSpec]) -> 
     if not all(isinstance(v, int | float) and 0 <= v <= 1 for v in (low, high)) or low > high:
         raise check.fail(where, f"low and high are fractions with low <= high, got "
                                 f"{low!r}, {high!r}")
+    profile = raw.get("profile")
+    if profile is not None and profile not in profiles:
+        raise check.fail(f"{where}.profile", f"unknown profile {profile!r}"
+                                             f"{suggest(str(profile), profiles)}; the claim "
+                                             "describes one of the profiles: declared")
     return Claim(raw["model"], raw["metric"], float(low), float(high), str(raw.get("text", "")),
-                 str(raw.get("reason", "")))
+                 str(raw.get("reason", "")), None if profile is None else str(profile))
 
 
 def _check_parents(check: _Check, models: Mapping[str, ModelSpec]) -> None:
@@ -381,7 +392,8 @@ def load(path: Path) -> Study:
         raise check.fail("models", "expected a mapping of one or more models")
     models = {n: _model(check, n, m, i, profiles) for i, (n, m) in enumerate(raw["models"].items())}
     _check_parents(check, models)
-    claims = tuple(_claim(check, i, c, models) for i, c in enumerate(raw.get("claims") or []))
+    claims = tuple(_claim(check, i, c, models, profiles)
+                   for i, c in enumerate(raw.get("claims") or []))
     study = Study(path, str(raw.get("title", "")), data, profiles, models, claims)
     _CACHE[key] = study
     return study

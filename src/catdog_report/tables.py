@@ -42,44 +42,54 @@ def settle_range(history: Mapping[str, Sequence[float]], metric: str = "val_accu
     return float(min(values)), float(max(values))
 
 
-def run_summary(record: Mapping[str, Any], title: str | None = None) -> dict[str, Any]:
-    """One comparison row from a run record, named by the model's title."""
-    h = record["history"]
-    lo, hi = settle_range(h)
+def run_summary(records: Sequence[Mapping[str, Any]], title: str | None = None) -> dict[str, Any]:
+    """One comparison row from a model's run records (one per seed), named by its title:
+    accuracies, gap, loss and training time are means over the seeds; "settled val acc"
+    is the min–max over the last epochs of every seed (a spread, not an interval)."""
+    first = records[0]
+    lows, highs = zip(*(settle_range(r["history"]) for r in records), strict=True)
     return {
-        "model": title or record["model"],
-        "total params": record["params"]["total"],
-        "trainable params": record["params"]["trainable"],
-        "epochs": record["epochs"],
-        "train time (s)": record["train_seconds"],
-        "best val acc": max(h["val_accuracy"]),
-        "final val acc": h["val_accuracy"][-1],
-        "settled val acc": f"{lo:.1%}–{hi:.1%}",
-        "train−val gap": h["accuracy"][-1] - h["val_accuracy"][-1],
-        "test loss": record["test"]["loss"],
-        "test acc": record["test"]["accuracy"],
-        "test n": len(record["predictions"]["true"]),
-        "val n": record["images"]["validation"],
-        "precision": record.get("precision", "float32"),
+        "model": title or first["model"],
+        "seeds": len(records),
+        "total params": first["params"]["total"],
+        "trainable params": first["params"]["trainable"],
+        "epochs": first["epochs"],
+        "train time (s)": _mean(r["train_seconds"] for r in records),
+        "final val acc": _mean(r["history"]["val_accuracy"][-1] for r in records),
+        "settled val acc": f"{min(lows):.1%}–{max(highs):.1%}",
+        "train−val gap": _mean(r["history"]["accuracy"][-1] - r["history"]["val_accuracy"][-1]
+                               for r in records),
+        "test loss": _mean(r["test"]["loss"] for r in records),
+        "test acc": _mean(r["test"]["accuracy"] for r in records),
+        "test n": len(first["predictions"]["true"]),
+        "val n": first["images"]["validation"],
+        "precision": first.get("precision", "float32"),
     }
 
 
-def comparison_table(records: Sequence[Mapping[str, Any]], baseline: float,
+def _mean(values: Any) -> float:
+    numbers = [float(v) for v in values]
+    return sum(numbers) / len(numbers)
+
+
+def comparison_table(records: Mapping[str, Sequence[Mapping[str, Any]]], baseline: float,
                      titles: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One row per model (named by titles[model]), sorted by test accuracy (best first),
-    plus the baseline row."""
+    """One row per model (model name → its runs' records, one per seed; the row named by
+    titles[model]), sorted by test accuracy, the seed mean (best first), plus the baseline
+    row. With several seeds every accuracy is the mean over the model's seeds, so the table
+    ranks by the number it prints."""
     titles = titles or {}
-    df = pd.DataFrame([run_summary(r, titles.get(r["model"])) for r in records])
-    df = df.sort_values(["test acc", "best val acc"], ascending=False, kind="stable")
+    df = pd.DataFrame([run_summary(runs, titles.get(name)) for name, runs in records.items()])
+    df = df.sort_values(["test acc", "final val acc"], ascending=False, kind="stable")
     base = {c: None for c in df.columns} | {
-        "model": "Baseline (majority class)", "best val acc": baseline, "final val acc": baseline,
+        "model": "Baseline (majority class)", "final val acc": baseline,
         "test acc": baseline, "total params": 0, "trainable params": 0,
         "test n": df["test n"].iloc[0], "val n": None}
     df = pd.concat([df, pd.DataFrame([base])], ignore_index=True)
     return df.set_index("model")
 
 
-BEST = {"best val acc": max, "final val acc": max, "test acc": max, "test loss": min,
+BEST = {"final val acc": max, "test acc": max, "test loss": min,
         "train time (s)": min}
 
 
@@ -149,12 +159,14 @@ def parameter_totals(record: Mapping[str, Any]) -> str:
     return text + (f" ({', '.join(parts)})" if parts else "")
 
 
-ACCURACY = {"best val acc": "val n", "final val acc": "val n", "test acc": "test n"}
+ACCURACY = {"final val acc": "val n", "test acc": "test n"}
 
 
 def with_intervals(table: pd.DataFrame, bold: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """The accuracy columns as text with their 95% Wilson interval from the count of
-    photos, `93.5% (89.2–96.2)`, best values in bold; other columns as they are."""
+    """The accuracy columns as text with their 95% Wilson interval on the number of photos
+    each was measured on, `93.5% (89.2–96.2)` (a mean over seeds on the same photos gets the
+    interval of its photo count: the true sample size), best values in bold; other columns as
+    they are."""
     bold = bold or {}
     out = table.drop(columns=[c for c in ("test n", "val n") if c in table]).astype(object)
     for col, n_col in ACCURACY.items():
@@ -194,51 +206,55 @@ def paired_correctness(records: Mapping[str, Sequence[Mapping[str, Any]]]
 
 
 def seed_table(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
-    """Per model, over its seeds: mean ± sd and min–max of test and final validation
-    accuracy."""
+    """Per model, over its seeds: the mean test and final validation accuracy with the 95%
+    Wilson interval of its photo count, the standard deviation over seeds and the min–max
+    (spreads over seeds: descriptions, not intervals)."""
     rows = []
     for model, runs in records.items():
         row: dict[str, Any] = {"model": model, "seeds": len(runs)}
-        for label, values in (("test acc", [r["test"]["accuracy"] for r in runs]),
-                              ("final val acc", [r["history"]["val_accuracy"][-1]
-                                                 for r in runs])):
+        for label, values, n in (
+                ("test acc", [r["test"]["accuracy"] for r in runs],
+                 len(runs[0]["predictions"]["true"])),
+                ("final val acc", [r["history"]["val_accuracy"][-1] for r in runs],
+                 runs[0]["images"]["validation"])):
             s = stats.mean_std_range(values)
-            sd = "" if np.isnan(s["std"]) else f" ± {s['std']:.1%}"
-            row[f"{label} mean ± sd"] = f"{s['mean']:.1%}{sd}"
+            row[f"{label} mean"] = stats.format_accuracy(s["mean"], n)
+            row[f"{label} sd over seeds"] = "–" if np.isnan(s["std"]) else f"{s['std']:.1%}"
             row[f"{label} min–max"] = f"{s['min']:.1%}–{s['max']:.1%}"
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 
 
 def reproduction_table(claims: Sequence[Any], records: Mapping[str, Sequence[Mapping[str, Any]]],
-                       titles: Mapping[str, str]) -> pd.DataFrame:
+                       titles: Mapping[str, str], profile: str) -> pd.DataFrame:
     """Each claim of the original study beside this build's number and a verdict.
 
-    Validation claims are ranges the accuracy 'stabilizes between': this build's is the
-    min–max over the last epochs (over every seed); test claims compare the 95% Wilson
-    interval of the test accuracy (of the pooled seeds' photos)."""
+    This build's number is the accuracy the claim is about, the mean over the model's seeds
+    (validation: the final epoch's), with the 95% Wilson interval of the photos it was
+    measured on (the validation or test photo count, however many seeds: the same photos
+    recur). The verdict is "consistent with" when the claimed range overlaps that interval,
+    else "below" or "above" it; a claim about another profile than this build's gets no
+    verdict (the build is a preview of it)."""
     rows = []
     for claim in claims:
         runs = records.get(claim.model, [])
         if not runs:
             continue
         if claim.metric == "val_accuracy":
-            lows, highs = zip(*(settle_range(r["history"]) for r in runs), strict=True)
-            low, high = min(lows), max(highs)
             n = runs[0]["images"]["validation"]
-            final = runs[0]["history"]["val_accuracy"][-1]
-            ours = (f"{low:.1%}–{high:.1%} over the last {SETTLE_EPOCHS} epochs; final "
-                    f"{stats.format_accuracy(final, n)}")
+            acc = _mean(r["history"]["val_accuracy"][-1] for r in runs)
         else:
-            n = sum(len(r["predictions"]["true"]) for r in runs)
-            acc = sum(r["test"]["accuracy"] * len(r["predictions"]["true"]) for r in runs) / n
-            low, high = stats.accuracy_interval(acc, n)
-            ours = stats.format_interval(acc, low, high)
+            n = len(runs[0]["predictions"]["true"])
+            acc = _mean(r["test"]["accuracy"] for r in runs)
+        low, high = stats.accuracy_interval(acc, n)
+        seeds = f", mean of {len(runs)} seeds" if len(runs) > 1 else ""
         rows.append({"model": titles.get(claim.model, claim.model),
                      "metric": claim.metric.replace("_", " "),
                      "claimed": f"{claim.low:.1%}–{claim.high:.1%}" + (
                          f" ({claim.text})" if claim.text else ""),
-                     "this build": ours,
-                     "verdict": stats.verdict(low, high, claim.low, claim.high),
+                     "this build": f"{stats.format_interval(acc, low, high)} on {n} photos{seeds}",
+                     "verdict": (stats.verdict(low, high, claim.low, claim.high)
+                                 if claim.applies_to(profile) else ""),
+                     "claim's profile": claim.profile or "any",
                      "known reason": claim.reason})
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()

@@ -413,6 +413,8 @@ def known_runs(settings: Settings, dataset: Dataset,
     known = {}
     for seed in settings.seed_list:
         for name, memo in memo_keys(settings.replace(seed=seed), dataset, weights).items():
+            if seed not in settings.seeds_for(name):
+                continue
             try:
                 key = json.loads(_memo_path(settings, memo).read_text())["key"]
             except (OSError, ValueError, KeyError):
