@@ -299,3 +299,46 @@ def test_full_page_screenshots(visit: Visit, engine: str) -> None:
         page.screenshot(path=str(path), full_page=True)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert path.stat().st_size > 5_000, f"{name}: suspiciously small screenshot"
+
+
+# ---------------------------------------------------------------------------- accessibility
+
+AXE_TAGS = ["wcag2a", "wcag2aa"]
+
+
+def _axe_source() -> str:
+    """axe-core's script, as the axe-playwright-python package ships it (offline)."""
+    import axe_playwright_python
+
+    return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_has_no_wcag_a_or_aa_violations(browser: Any, base_url: str,
+                                                    scheme: str) -> None:
+    """axe-core finds no WCAG 2 A/AA violation on any page, in either palette (contrast of
+    code, tables and footer; links in text told apart by more than colour; scrollable
+    regions reachable by keyboard), and no code block runs off its column at 1280 px."""
+    axe = _axe_source()
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  color_scheme=scheme, service_workers="block")
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    found: dict[str, list[str]] = {}
+    try:
+        for name in PAGES:
+            page.goto(base_url.rstrip("/") + _path(name), wait_until="load")
+            page.evaluate(axe)
+            result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', "
+                                   "values: tags}})", AXE_TAGS)
+            bad = [f"{v['id']} at {v['nodes'][0]['target']}: {v['help']}"
+                   for v in result["violations"]]
+            cut = page.evaluate("() => [...document.querySelectorAll('.md-typeset pre > code')]"
+                                ".filter(c => c.scrollWidth > c.clientWidth + 1).length")
+            if cut:
+                bad.append(f"{cut} code block(s) run off the column at 1280 px")
+            if bad:
+                found[name] = bad
+    finally:
+        context.close()
+    assert not found, f"{scheme} palette: {found}"
