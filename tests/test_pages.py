@@ -52,7 +52,18 @@ def test_hard_coded_numbers_in_prose_are_caught() -> None:
     assert "'0.42'" in problems[2]
 
 
-@pytest.mark.parametrize("page", sorted((ROOT / "content").glob("*.md")), ids=lambda p: p.name)
+CONTENT_PAGES = sorted((ROOT / "content").glob("*.md"))
+
+
+def test_the_lint_below_sees_every_page_of_the_nav() -> None:
+    from catdog_report import site
+
+    nav = site.nav_pages(ROOT)
+    assert len(nav) >= 8  # a glob that found nothing would make the next test pass vacuously
+    assert {p.stem for p in CONTENT_PAGES} >= set(nav)
+
+
+@pytest.mark.parametrize("page", CONTENT_PAGES, ids=lambda p: p.name)
 def test_content_pages_compute_their_numbers(page: Path) -> None:
     assert pages.lint(pages.read(page), page) == []
 

@@ -17,7 +17,11 @@ def test_stamp_has_every_field() -> None:
              "manifest": "f" * 64, "seed": 0, "profile": "quick", "cpu": stamp.cpu_model()}
     text = stamp.stamp(page, state, RUNS)
     assert text.startswith('??? note "Reproducibility stamp"')
-    for needle in ("1234567890ab (dirty)", "Python", "TensorFlow", "Keras", "NumPy",
+    versions = state["versions"]
+    packages = "- **Packages:** " + ", ".join(f"{k} {v}" for k, v in versions.items())
+    assert set(versions) == {"Python", "TensorFlow", "Keras", "NumPy"}
+    for needle in ("1234567890ab (dirty)", packages, f"TensorFlow {versions['TensorFlow']}",
+                   f"Keras {versions['Keras']}", f"NumPy {versions['NumPy']}",
                    "f" * 16, "seed** 0", "`quick`", "cores", "GPU: /physical_device:GPU:0",
                    "Model one** (run `abcdef123456`, 20 epochs, seed 0): loaded from the run "
                    "cache", "Model four** (run `0123456789ab`, 10 epochs, seed 0): trained by "
