@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import html
 import json
 import logging
 import re
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import kernel
+from . import escape, kernel
 from .cache import Store
 from .errors import PageError
 from .kernel import strip_ansi
@@ -147,7 +146,7 @@ def to_markdown(nb: Any, stem: str) -> tuple[str, dict[str, bytes]]:
         if cell.cell_type != "code":
             continue
         if "remove-input" not in tags and cell.source.strip():
-            code = f"```python\n{cell.source.strip()}\n```"
+            code = escape.code_block(cell.source.strip(), "python")
             if "hide-input" in tags:  # plumbing: there, but folded away
                 code = '??? example "Show code"\n\n' + textwrap.indent(code, "    ")
             parts.append(code)
@@ -174,9 +173,9 @@ def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
     kind = out.get("output_type")
     if kind == "stream":
         text = strip_ansi(out.get("text", "")).rstrip()
-        return [f"```text\n{text}\n```"] if text and out.get("name") == "stdout" else []
+        return [escape.code_block(text)] if text and out.get("name") == "stdout" else []
     if kind == "error":
-        return [f"```text\n{strip_ansi(chr(10).join(out.get('traceback', [])))}\n```"]
+        return [escape.code_block(strip_ansi("\n".join(out.get("traceback", []))))]
     bundle = out.get("data", {})
     for mime, ext in EXTENSIONS.items():
         if mime in bundle:
@@ -184,16 +183,16 @@ def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
             name = f"{stem}_{len(images) + 1}.{ext}"
             raw = bundle[mime]
             images[name] = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
-            alt = str(meta.get("alt") or "figure").replace("]", ")").replace("[", "(")
+            alt = escape.alt_text(str(meta.get("alt") or "figure"))
             # a plain link opens the figure full size, offline, in either site engine
             img = f"[![{alt}]({name})]({name}){{ .catdog-zoom title=\"Open full size\" }}"
-            caption = meta.get("caption")
+            caption = escape.html_text(str(meta.get("caption") or "")).strip()
             return [f"<figure markdown=\"span\">\n  {img}\n  <figcaption>{caption}</figcaption>"
                     "\n</figure>" if caption else img]
     if "text/markdown" in bundle:
         return [bundle["text/markdown"]]
     if "text/plain" in bundle:
-        return [f"```text\n{strip_ansi(bundle['text/plain'])}\n```"]
+        return [escape.code_block(strip_ansi(bundle["text/plain"]))]
     return []
 
 
@@ -268,18 +267,15 @@ def save(store: Store, key: str, page: Page) -> None:
 
 
 FAILURE_TITLE = "This page failed to execute"
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|])")
 
 
 def failure_admonition(message: str) -> str:
     """A PageError message as a Material 'failure' admonition: its first line (the page,
     the cell and the exception) as text, the rest (the traceback's tail) as a code block."""
     first, _, rest = message.partition("\n")
-    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(first, quote=False))
-    lines = [f'!!! failure "{FAILURE_TITLE}"', "", f"    {escaped}", ""]
+    lines = [f'!!! failure "{FAILURE_TITLE}"', "", f"    {escape.markdown_text(first)}", ""]
     if rest.strip():
-        lines += ["    ```text", *(f"    {line}" for line in rest.rstrip().splitlines()),
-                  "    ```", ""]
+        lines += [textwrap.indent(escape.code_block(rest.rstrip()), "    "), ""]
     return "\n".join(lines) + "\n"
 
 
