@@ -257,3 +257,29 @@ def test_a_bad_builder_fails_the_build_before_any_kernel_or_training(
                 "of os.py, `def system(image_size, weights, parent)` taking only the ones it "
                 "needs")
     assert str(err.value) == expected
+
+
+def test_removing_a_model_as_the_readme_says(project: Path) -> None:
+    """Page, nav line and entry removed: its claims fail saying exactly why; once they go
+    too (the README's last step), the study and its builders check."""
+    from catdog_report import site
+
+    (project / "content" / "model-four.md").unlink()
+    config = project / "mkdocs.yml"
+    config.write_text(config.read_text().replace("  - Model four: model-four.md\n", ""))
+    path = project / "study.yml"
+    raw = yaml.safe_load(path.read_text())
+    del raw["models"]["model_four"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ConfigError) as err:
+        study.load(path)
+    assert str(err.value) == (
+        f"{path}: claims[3].model: a claim about model 'model_four', which study.yml does not "
+        "declare (it declares model_one, model_two, model_three); a removed model's claims go "
+        "with it: delete this claim, or fix the name")
+    raw["claims"] = [c for c in raw["claims"] if c["model"] != "model_four"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    s = study.load(path)
+    study.check_builders(s)
+    assert list(s.models) == ["model_one", "model_two", "model_three"]
+    assert "model-four" not in site.nav_pages(project)
