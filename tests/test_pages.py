@@ -88,3 +88,43 @@ def test_failing_cell_names_page_cell_and_traceback(tmp_path: Path) -> None:
         pages.run_page(path, dict(os.environ))
     message = str(err.value)
     assert "broken.md" in message and "cell 3" in message and "ValueError: boom" in message
+
+
+@pytest.mark.slow
+def test_a_cell_past_its_time_limit_stops_the_build_naming_page_and_cell(
+        project: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """A build's cell that runs too long: one error naming the page and the cell; the kernel
+    stopped, nothing published, nothing cached. The same page run by hand has no limit."""
+    import os
+    import re
+    import time
+
+    import psutil
+
+    from catdog_report import build, cli
+    from catdog_report.config import Settings
+
+    config = project / "mkdocs.yml"
+    config.write_text(re.sub(r"^nav:\n(?:  - .*\n)+", "nav:\n  - Introduction: index.md\n",
+                             config.read_text(), flags=re.M))
+    index = project / "content" / "index.md"
+    index.write_text(index.read_text() + "\n```python\nimport time\ntime.sleep(600)\n```\n")
+    study = project / "study.yml"
+    study.write_text(study.read_text() + "\npages:\n  cell_timeout: 15\n")  # > the imports
+    settings = Settings(profile="quick", project_dir=project, data_dir=tiny_data,
+                        cache_dir=tmp_path / "cache", image_size=64, batch_size=8)
+    assert settings.cell_limit == 15 and settings.replace(cell_timeout=5).cell_limit == 5
+    t0 = time.monotonic()
+    with pytest.raises(PageError) as err:
+        build.build(settings)
+    assert time.monotonic() - t0 < 60
+    assert str(err.value) == (
+        "page index.md: cell 5 (import time) ran out of its time limit of 15 s; the kernel was "
+        "stopped. Make the cell faster, or raise the limit (--cell-timeout SECONDS, or pages: "
+        "cell_timeout: in study.yml)")
+    assert not settings.site_dir.exists()
+    assert not list((settings.cache_root / "pages").glob("entries/*"))
+    assert not [p for p in psutil.Process(os.getpid()).children(recursive=True)
+                if "ipykernel" in " ".join(p.cmdline())]
+    args = cli.parser().parse_args(["build", "--project", str(project), "--cell-timeout", "7"])
+    assert cli._settings(args).cell_limit == 7

@@ -97,6 +97,8 @@ def test_a_valid_study_and_its_order(tmp_path: Path) -> None:
     ({"models__small__colour": "red"}, r"expected #rrggbb"),
     ({"data__classes": ["one"]}, r"data.classes: expected two or more"),
     ({"data__grid_rows": ["triangles"]}, r"data.grid_rows: expected class names"),
+    ({"pages": {"cell_timeout": 0}}, r"pages.cell_timeout: expected a positive whole number"),
+    ({"pages": {"cell_timout": 9}}, r"pages: unknown key 'cell_timout' .*'cell_timeout'"),
 ])
 def test_bad_declarations_name_the_file_and_the_place(tmp_path: Path, changes: dict,
                                                       message: str | None) -> None:

@@ -344,7 +344,8 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             log.info("[%d/%d] %s: executing", node.number, total, node.name)
             try:
                 page = await pages.run_page_async(node.path, kernel_env(settings),
-                                                  settings.build_dir / "logs")
+                                                  settings.build_dir / "logs",
+                                                  settings.cell_limit)
             except PageError as exc:
                 log.error("%s", exc)
                 if settings.publish_failures:  # the serve loop: show it, never cache it

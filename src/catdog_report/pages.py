@@ -301,13 +301,17 @@ def failure_page(path: Path, error: PageError) -> Page:
                 executed_at=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
 
 
-def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Page:
-    """Execute one page in a fresh kernel and convert it."""
-    return kernel.run_batch(lambda: run_page_async(path, env, log_dir))
+def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None,
+             timeout: int | None = None) -> Page:
+    """Execute one page in a fresh kernel and convert it (timeout: seconds per cell; None,
+    the default, sets no limit)."""
+    return kernel.run_batch(lambda: run_page_async(path, env, log_dir, timeout))
 
 
-async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Page:
-    """Execute one page in a fresh kernel inside a running batch (kernel.run_batch)."""
+async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None = None,
+                         timeout: int | None = None) -> Page:
+    """Execute one page in a fresh kernel inside a running batch (kernel.run_batch); each
+    cell may run timeout seconds (None: no limit)."""
     import nbformat
 
     source = source_digest(path)
@@ -316,7 +320,7 @@ async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None =
     t0 = time.perf_counter()
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
-    await kernel.execute_async(nb, path, env,
+    await kernel.execute_async(nb, path, env, timeout,
                                log_file=log_dir / f"{path.stem}.log" if log_dir else None)
     seconds = time.perf_counter() - t0
     markdown, images = to_markdown(nb, path.stem)

@@ -98,6 +98,7 @@ class Study:
     profiles: Mapping[str, ProfileSpec]
     models: Mapping[str, ModelSpec]
     claims: tuple[Claim, ...] = field(default=())
+    cell_timeout: int | None = None  # pages.cell_timeout: seconds a page's cell may run
 
     @property
     def root(self) -> Path:
@@ -349,7 +350,8 @@ def builder_kwargs(fn: Callable[..., Any], available: Mapping[str, Any]) -> dict
     return {k: v for k, v in available.items() if k in params}
 
 
-TOP_KEYS = {"title", "data", "profiles", "models", "claims"}
+TOP_KEYS = {"title", "data", "profiles", "models", "claims", "pages"}
+PAGES_KEYS = {"cell_timeout"}
 DATA_KEYS = {"name", "url", "classes", "grid_rows"}
 PROFILE_KEYS = {"description", "train_per_class", "validation_per_class", "synthetic", "seeds"}
 MODEL_KEYS = {"title", "builder", "epochs", "weights", "starts_from", "colour", "description"}
@@ -547,6 +549,9 @@ def load(path: Path) -> Study:
     models = {n: _model(check, n, m, i, profiles) for i, (n, m) in enumerate(raw["models"].items())}
     _check_parents(check, models)
     claims = tuple(_claim(check, i, c, models) for i, c in enumerate(raw.get("claims") or []))
-    study = Study(path, _text(check, raw, "title", "top level"), data, profiles, models, claims)
+    page_settings = check.mapping(raw.get("pages") or {}, "pages", PAGES_KEYS)
+    timeout = check.count(page_settings.get("cell_timeout"), "pages.cell_timeout")
+    study = Study(path, _text(check, raw, "title", "top level"), data, profiles, models, claims,
+                  timeout)
     _CACHE[key] = study
     return study
