@@ -1,17 +1,16 @@
 """One escape function per context a string from the user's files lands in.
 
 File names, link targets, exception messages and page output are data, never markup: each
-place that puts one into Markdown, HTML, a log line or JSON escapes it for that place.
+place that puts one into Markdown, HTML or a log line escapes it for that place (JSON is
+only ever written by json.dumps and nbformat, which escape for it).
 Helpers that emit intended Markdown escape what they interpolate with these.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import re
 import unicodedata
-from typing import Any
 
 # The characters Python-Markdown (with the tables extension) lets a backslash escape: every
 # one that starts or ends markup there; < and & become entities instead.
@@ -67,13 +66,6 @@ def alt_text(text: str) -> str:
     markup, plain words for a screen reader."""
     flat = " ".join(_visible(text).split()).replace("[", "(").replace("]", ")")
     return markdown_text(flat)
-
-
-def json_text(value: Any) -> str:
-    """A value as JSON safe inside an HTML <script> element too (no </script>, no <!--)."""
-    return (json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
-            .replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 def _visible(text: str, keep_newlines: bool = False) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .escape import terminal
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,7 @@ class _Handler(SimpleHTTPRequestHandler):
 
 def _printable(text: str, limit: int = 200) -> str:
     """A request path for one log line: control characters escaped, long ones cut."""
-    text = text if len(text) <= limit else text[:limit] + "…"
-    return text.encode("ascii", "backslashreplace").decode().replace("\n", "\\n")
+    return terminal(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _now() -> int:
