@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -158,6 +159,57 @@ def test_live_site_injects_the_script_and_answers_a_poll_on_reload(
         thread.join(timeout=5)
     assert not thread.is_alive()
     assert _port_is_free(server.server_address[1])  # the port is free again
+
+
+def _raw(port: int, request: bytes) -> str:
+    """Send one raw HTTP request; the status line of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        return sock.recv(4096).decode("latin-1").partition("\r\n")[0]
+
+
+def test_serve_never_leaves_the_site_and_refuses_malformed_requests_in_one_line(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    root = tmp_path / "site"
+    (root / "inside").mkdir(parents=True)
+    (root / "index.html").write_text("<html><body>home</body></html>")
+    (root / "inside" / "page.txt").write_text("published")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the site")
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "key.txt").write_text("outside the site")
+    (root / "leak.txt").symlink_to(secret)  # a link in site/ to a file outside it
+    (root / "leakdir").symlink_to(tmp_path / "private")  # and to a folder outside it
+    (root / "inside" / "up.html").symlink_to("../../secret.txt")
+    (root / "alias.txt").symlink_to("inside/page.txt")  # a link that stays inside is served
+    server = LiveSite(root, "127.0.0.1", 0)
+    thread = server.start()
+    port = server.server_address[1]
+    caplog.set_level(logging.DEBUG, logger="catdog_report.livereload")
+    try:
+        assert _get(server.url + "alias.txt") == (200, "published")
+        for path in ("leak.txt", "leakdir/key.txt", "leakdir/", "inside/up.html",
+                     "%2e%2e/secret.txt", "inside/..%2f..%2fsecret.txt"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _get(server.url + path)
+            assert refused.value.code == 404, path
+            assert b"outside the site" not in refused.value.read()
+        assert _raw(port, b"HEAD /leak.txt HTTP/1.0\r\n\r\n").endswith("404 File not found")
+        for absurd in (b"\xb2", b"9" * 5000, b"-1", b"1e9", b"%00", b"x" * 100):
+            request = b"GET " + RELOAD_PATH.encode() + absurd + b" HTTP/1.0\r\n\r\n"
+            assert _raw(port, request).split(" ")[1] == "400", absurd
+        assert _raw(port, b"GET /inside/%00page.txt HTTP/1.0\r\n\r\n").split(" ")[1] == "400"
+    finally:
+        server.stop()
+        thread.join(timeout=5)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Traceback" not in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 5 and all(w.startswith("refused /") for w in warnings), warnings
+    assert warnings[0] == f"refused /leak.txt: outside {root}"
 
 
 def test_the_cli_refuses_a_bad_or_busy_port_in_one_line(

@@ -101,6 +101,9 @@ def test_page_weights_count_html_images_styles_and_scripts(tmp_path: Path) -> No
     assert weights == {"index": 100 + 40, "comparison": len(html) + 100 + 1_600_000}
     assert site.over_budget(weights) == [
         f"comparison: {weights['comparison']:,} bytes > 1,500,000"]
+    assert site.over_budget({"any-page": 1_500_001, "index": 1_500_000}) == [
+        "any-page: 1,500,001 bytes > 1,500,000"]  # one budget for every page
+    assert site.over_budget(weights, budget=2_000_000) == []
 
 
 def test_a_full_disk_while_publishing_leaves_the_old_site(

@@ -94,7 +94,9 @@ def kernel_env(settings: Settings) -> dict[str, str]:
 def plan_build(settings: Settings, dataset: data.Dataset, base: str | None) -> Plan:
     """Parse every page in nav order and plan the runs and pages (no TensorFlow)."""
     from . import training
+    from .study import check_builders
 
+    check_builders(settings.study)  # by their source, before any kernel or training
     sources = []
     for name in site.nav_pages(settings.project_dir):
         path = settings.project_dir / "content" / f"{name}.md"
@@ -250,21 +252,26 @@ async def _execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: 
 
     loop = asyncio.get_running_loop()
     ready = {i: loop.create_future() for i in plan.ids}
+    imported = loop.create_future()  # the builders of the runs to train here are imported
     stop = threading.Event()
 
     def train() -> None:
         try:
+            import_builders(settings, plan)
+            loop.call_soon_threadsafe(_done, imported)
             train_runs(settings, dataset, plan, base, book,
                        lambda name: loop.call_soon_threadsafe(_done, ready[name]), stop)
         except BaseException as exc:  # a waiting page gets an Exception, never the interrupt
             failure = exc if isinstance(exc, Exception) else BuildError("training stopped")
-            for future in ready.values():
+            for future in [imported, *ready.values()]:
                 loop.call_soon_threadsafe(_fail, future, failure)
             raise
 
     trainer = loop.run_in_executor(None, train) if ready else None
+    if trainer is None:
+        imported.set_result(None)
     try:
-        await _schedule(settings, plan, ready, book, result, stop)
+        await _schedule(settings, plan, ready, book, result, stop, imported)
         if trainer:
             await trainer
     except BaseException:
@@ -286,10 +293,20 @@ def _fail(future: Any, exc: BaseException) -> None:
         future.exception()  # retrieved: the waiting page, if any, raises it
 
 
+def import_builders(settings: Settings, plan: Plan) -> None:
+    """Import the builders of the runs this process trains, so that an import error fails
+    the build (naming study.yml and the model) before any page kernel starts."""
+    if settings.workers > 1:  # the workers import them; their source was checked in the plan
+        return
+    for name in dict.fromkeys(i.partition("@")[0] for i in plan.to_train):
+        settings.study.builder(name)
+
+
 async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book: RunBook,
-                    result: BuildResult, stop: threading.Event) -> None:
+                    result: BuildResult, stop: threading.Event, imported: Any) -> None:
     """Start every page in nav order; each waits for its runs, then comes from the page
-    cache or executes. The first failing page (without keep_going) stops the build."""
+    cache or executes once the builders to train with are imported. The first failing page
+    (without keep_going) stops the build."""
     import asyncio
 
     store = pages.page_store(settings.cache_root)
@@ -319,6 +336,7 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             node.key = node.key_for({i: book.by_id[i]["key"] for i in node.ids}, inputs)
             if from_cache(node):
                 return
+        await imported  # an import error of the study's code fails before any kernel starts
         async with slots:
             if errors:  # an earlier page failed and the build stops
                 return
@@ -326,7 +344,8 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             log.info("[%d/%d] %s: executing", node.number, total, node.name)
             try:
                 page = await pages.run_page_async(node.path, kernel_env(settings),
-                                                  settings.build_dir / "logs")
+                                                  settings.build_dir / "logs",
+                                                  settings.cell_limit)
             except PageError as exc:
                 log.error("%s", exc)
                 if settings.publish_failures:  # the serve loop: show it, never cache it

@@ -112,6 +112,10 @@ def _build_options(b: argparse.ArgumentParser) -> None:
     b.add_argument("--jobs", "-j", type=int, default=os.environ.get("CATDOG_JOBS", "2"),
                    help="pages executed at once, each in its own kernel (default 2, or "
                         "CATDOG_JOBS)")
+    b.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
+                   help="seconds one cell of a page may run in a build (default: pages: "
+                        "cell_timeout: in study.yml, else 600); a cell that runs longer "
+                        "stops the build, naming the page and the cell")
     b.add_argument("--engine", default=os.environ.get("CATDOG_ENGINE", "mkdocs"),
                    help="site engine: mkdocs (Material for MkDocs, the default) or zensical "
                         "(its successor; or CATDOG_ENGINE)")
@@ -132,7 +136,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "image_size": args.image_size, "batch_size": args.batch_size,
         "keep_going": getattr(args, "keep_going", False), "jobs": args.jobs,
         "engine": args.engine, **_seeds(args.seeds), "precision": args.precision,
-        "workers": args.workers})
+        "workers": args.workers, "cell_timeout": args.cell_timeout})
     check_build_paths(settings, given)
     return settings
 

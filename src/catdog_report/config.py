@@ -22,6 +22,10 @@ ENV_SETTINGS = "CATDOG_SETTINGS"  # JSON of Settings, handed to page kernels
 ENV_BUILD = "CATDOG_BUILD_DIR"  # inside a build: where dataset.json and runs.json are
 DATASET_FILE = "dataset.json"  # the build's data set, written by the build, read by its pages
 RUNS_FILE = "runs.json"  # the runs of a build, written by the build, read by its pages
+# Seconds one cell of a page may run in a build. Pages start once their runs are ready, so
+# no cell trains: the slowest cells decode the data set or plot every run (seconds on the
+# full study); ten minutes leaves a wide margin on a slow, busy machine.
+CELL_TIMEOUT = 600
 
 
 def _choice(kind: str, value: str, choices: Any) -> str:
@@ -55,12 +59,13 @@ class Settings:
     model_seeds: Mapping[str, int] = field(default_factory=dict)  # per-model overrides of it
     precision: str = "float32"  # or bf16: Keras's mixed_bfloat16 policy
     workers: int = 1  # worker processes training independent runs at once
+    cell_timeout: int | None = None  # seconds per page cell (default: study.yml, else 600)
 
     def __post_init__(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("site engine", self.engine, ENGINES)
         _choice("precision", self.precision, PRECISIONS)
-        for name in ("seeds", "workers"):
+        for name in ("seeds", "workers", "cell_timeout"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value <= 0):
@@ -106,6 +111,12 @@ class Settings:
     def study(self) -> Study:
         """The study this build runs (study.yml, validated; cached while unchanged)."""
         return load(self.study_file or self.project_dir / STUDY_FILE)
+
+    @property
+    def cell_limit(self) -> int:
+        """Seconds one cell of a page may run in a build: --cell-timeout, else study.yml's
+        pages.cell_timeout, else CELL_TIMEOUT."""
+        return self.cell_timeout or self.study.cell_timeout or CELL_TIMEOUT
 
     @property
     def profile_spec(self) -> ProfileSpec:

@@ -20,6 +20,7 @@ import numpy as np
 from .cache import digest, sweep_temp_files, write_atomic
 from .config import Settings
 from .errors import DataError
+from .escape import terminal
 from .study import DataSpec
 
 log = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ def scan(settings: Settings, root: Path | None = None, source: str = "") -> Data
     checked = _scan_folder(root, settings.cache_root)
     skipped = tuple((rel, e["problem"]) for rel, e in checked.items() if e["problem"])
     for rel, problem in skipped:
-        log.warning("skipping %s: %s", rel, problem)
+        log.warning("skipping %s: %s", terminal(rel), terminal(problem))
     profile = settings.profile_spec
     rng = random.Random(settings.seed)
     parts: dict[str, tuple[list[str], list[int]]] = {s: ([], []) for s in

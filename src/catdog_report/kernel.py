@@ -32,6 +32,13 @@ def _client_class() -> Any:
     from nbclient import NotebookClient
 
     class Client(NotebookClient):  # type: ignore[misc]
+        current = 0  # the index of the cell executing (or last executed)
+
+        async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any,
+                                     **kwargs: Any) -> Any:
+            self.current = cell_index
+            return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+
         @contextlib.asynccontextmanager
         async def async_setup_kernel(self, **kwargs: Any) -> Any:
             async with super().async_setup_kernel(**kwargs):
@@ -67,9 +74,10 @@ def kill_kernels() -> None:
             process.kill()
 
 
-def execute(nb: Any, path: Path, env: dict[str, str], timeout: int = 7200,
+def execute(nb: Any, path: Path, env: dict[str, str], timeout: int | None = None,
             log_file: Path | None = None) -> Any:
-    """Run every cell in a fresh kernel; a failing cell becomes a PageError naming it."""
+    """Run every cell in a fresh kernel; a failing cell becomes a PageError naming it.
+    timeout: the seconds each cell may run (None: no limit, as for a page run by hand)."""
     async def one() -> Any:
         return await execute_async(nb, path, env, timeout, log_file)
 
@@ -99,15 +107,26 @@ def run_batch(main: Callable[[], Awaitable[T]]) -> T:
         raise KeyboardInterrupt from None
 
 
-async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int = 7200,
+async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int | None = None,
                         log_file: Path | None = None) -> Any:
-    """Execute one page in its own kernel inside a running event loop (see run_batch)."""
+    """Execute one page in its own kernel inside a running event loop (see run_batch);
+    timeout: the seconds each cell may run (None: no limit). A cell that runs out of it
+    stops the kernel and becomes a PageError naming the page and the cell."""
     import asyncio
 
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    current: list[int] = [0]
     try:
-        await _execute(nb, path, env, timeout, log_file)
+        await _execute(nb, path, env, timeout, log_file, current)
+    except CellTimeoutError:
+        index = current[0]
+        first = nb.cells[index].source.strip().splitlines()[:1] if nb.cells else []
+        code = f" ({first[0][:60]}{'…' if len(first[0]) > 60 else ''})" if first else ""
+        raise PageError(f"page {path.name}: cell {index + 1}{code} ran out of its time limit "
+                        f"of {timeout} s; the kernel was stopped. Make the cell faster, or "
+                        "raise the limit (--cell-timeout SECONDS, or pages: cell_timeout: in "
+                        "study.yml)", nb) from None
     except CellExecutionError as exc:
         index = next((i for i, c in enumerate(nb.cells, 1) if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
@@ -136,16 +155,18 @@ def _stopped_by_build(path: Path) -> None:
                 "first failure (this page did not fail)", path.name)
 
 
-async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int,
-                   log_file: Path | None) -> None:
-    """Start a kernel over IPC, relay its stderr, execute, and always shut it down."""
+async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int | None,
+                   log_file: Path | None, current: list[int]) -> None:
+    """Start a kernel over IPC, relay its stderr, execute, and always shut it down
+    (current[0]: the index of the cell executing, for the caller's error)."""
     from jupyter_client.manager import AsyncKernelManager
 
     with temp_folder("catdog-kernel-") as sockets:  # a killed build's folder goes next time
         km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc",
                                 ip=str(Path(sockets) / "k"))
         client = _client_class()(nb, km=km, timeout=timeout, allow_errors=False,
-                                 resources={"metadata": {"path": str(path.parent)}})
+                                 resources={"metadata": {"path": str(path.parent)}},
+                                 log=_QUIET)  # its errors become one PageError here
         read_fd, write_fd = os.pipe()
         try:
             try:
@@ -154,13 +175,18 @@ async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int,
                 os.close(write_fd)
             _ACTIVE.add(km)
             threading.Thread(target=_relay, args=(read_fd, log_file), daemon=True).start()
-            await client.async_execute()
+            try:
+                await client.async_execute()
+            finally:
+                current[0] = client.current
         finally:
             _ACTIVE.discard(km)
             if km.has_kernel:
                 await km.shutdown_kernel(now=True)
 
 
+_QUIET = logging.getLogger(__name__ + ".nbclient")
+_QUIET.setLevel(logging.CRITICAL)  # nbclient's own error lines repeat what PageError says
 PROGRESS_PREFIX = "    "  # what notebook.py's kernel-side log lines start with
 
 

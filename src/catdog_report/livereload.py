@@ -5,6 +5,8 @@ the build swaps site/ atomically, so the last good site stays served while it ru
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import threading
 import time
@@ -15,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .escape import terminal
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +81,12 @@ class LiveSite(ThreadingHTTPServer):
             return self.epoch
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A browser that left mid-answer (a reload, a closed tab) is no error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            log.warning("error answering %s", client_address[0], exc_info=True)
+        """A browser that left mid-answer (a reload, a closed tab) is no error; anything
+        else is one log line (the traceback with -v)."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, ConnectionError):
+            log.warning("error answering %s: %s: %s", client_address[0], type(exc).__name__,
+                        exc, exc_info=log.isEnabledFor(logging.DEBUG))
 
     def stop(self) -> None:
         """Stop serving, answer the waiting polls and free the port."""
@@ -91,8 +97,13 @@ class LiveSite(ThreadingHTTPServer):
         self.server_close()
 
 
+class _Outside(Exception):
+    """A request for a path whose real location is not inside the served folder."""
+
+
 class _Handler(SimpleHTTPRequestHandler):
-    """Files from the server's root; HTML gets the reload script; nothing is cached."""
+    """Files from the server's root, never one whose real path (links followed) is outside
+    it; HTML gets the reload script; nothing is cached; a malformed request gets a 4xx."""
 
     server: LiveSite
 
@@ -101,6 +112,33 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         """A reload poll, an HTML page with the script, or a plain file."""
+        self._guarded(self._get)
+
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+        """A plain file's headers."""
+        self._guarded(super().do_HEAD)
+
+    def _guarded(self, answer: Any) -> None:
+        """Answer, or refuse: 404 outside the site, 400 for a path no file can have."""
+        try:
+            answer()
+        except _Outside:
+            log.warning("refused %s: outside %s", _printable(self.path), self.server.root)
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+        except (ValueError, UnicodeError):  # a NUL byte, an unencodable name
+            log.debug("bad request %s", _printable(self.path))
+            self.send_error(HTTPStatus.BAD_REQUEST, "malformed path")
+
+    def translate_path(self, path: str) -> str:
+        """The file for a URL path; _Outside when its real path leaves the served folder."""
+        target = super().translate_path(path)
+        root = os.path.realpath(self.server.root)
+        real = os.path.realpath(target)
+        if real != root and not real.startswith(root + os.sep):
+            raise _Outside(path)
+        return target
+
+    def _get(self) -> None:
         path = urlsplit(self.path).path
         if path.startswith(RELOAD_PATH):
             return self._poll(path[len(RELOAD_PATH):])
@@ -126,7 +164,7 @@ class _Handler(SimpleHTTPRequestHandler):
         self._send(body, "text/html; charset=utf-8")
 
     def _poll(self, epoch: str) -> None:
-        if not epoch.isdigit():
+        if not re.fullmatch(r"[0-9]{1,20}", epoch):  # ASCII digits, at most 20 of them
             self.send_error(HTTPStatus.BAD_REQUEST, "expected /.catdog-reload/EPOCH")
             return
         self._send(str(self.server.newer_than(int(epoch))).encode(), "text/plain")
@@ -146,6 +184,11 @@ class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Requests go to the debug log, not the terminal."""
         log.debug("%s " + format, self.address_string(), *args)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """A request path for one log line: control characters escaped, long ones cut."""
+    return terminal(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _now() -> int:

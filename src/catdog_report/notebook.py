@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 from . import config, data, figures, models, stats, tables, training, weights
+from .escape import code_span as code_span  # the escapes a page interpolates with
+from .escape import html_attribute as html_attribute
+from .escape import markdown_text as markdown_text
 from .study import ModelSpec
 from .study import Study as Declaration
 from .training import Run

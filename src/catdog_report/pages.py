@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import html
 import json
 import logging
 import re
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import kernel
+from . import escape, kernel
 from .cache import Store
 from .errors import PageError
 from .kernel import strip_ansi
@@ -147,7 +146,7 @@ def to_markdown(nb: Any, stem: str) -> tuple[str, dict[str, bytes]]:
         if cell.cell_type != "code":
             continue
         if "remove-input" not in tags and cell.source.strip():
-            code = f"```python\n{cell.source.strip()}\n```"
+            code = escape.code_block(cell.source.strip(), "python")
             if "hide-input" in tags:  # plumbing: there, but folded away
                 code = '??? example "Show code"\n\n' + textwrap.indent(code, "    ")
             parts.append(code)
@@ -155,6 +154,105 @@ def to_markdown(nb: Any, stem: str) -> tuple[str, dict[str, bytes]]:
             for out in _merge_streams(cell.get("outputs", [])):
                 parts.extend(_output(out, stem, images))
     return "\n\n".join(p for p in parts if p.strip()) + "\n", images
+
+
+# What a page keeps of its cells' outputs (text as published, HTML-escaped; images as their
+# files): a figure is tens of kB and a table a few, so a cell within these shows whole; a
+# cell that prints megabytes is cut, saying so, and with the theme (about 0.3 MB) every page
+# stays within check-site's page budget (site.PAGE_BUDGET, 1.5 MB).
+CELL_OUTPUT_LIMIT = 200_000
+PAGE_OUTPUT_LIMIT = 1_000_000
+CUT_NOTE = "catdog-output-cut"  # the metadata tag of the note a cut adds to a cell
+
+
+def cap_outputs(nb: Any, full: str | None = None) -> list[str]:
+    """Cut each code cell's outputs to CELL_OUTPUT_LIMIT bytes and the page's to
+    PAGE_OUTPUT_LIMIT, in place: a text output keeps its first lines, an image or other
+    output that no longer fits is left out, and a cut cell gets a note saying what was cut
+    and where the full output is (full: that place, e.g. a notebook path; None if not kept).
+    Returns one line per cut cell, for the log."""
+    import nbformat
+
+    cuts: list[str] = []
+    page_left = PAGE_OUTPUT_LIMIT
+    for number, cell in enumerate(nb.cells, 1):
+        if cell.cell_type != "code" or not cell.get("outputs"):
+            continue
+        if any(CUT_NOTE in o.get("metadata", {}) for o in cell.outputs):  # capped already
+            page_left -= sum(_output_size(o) for o in cell.outputs)
+            continue
+        left = max(0, min(CELL_OUTPUT_LIMIT, page_left))
+        kept: list[Any] = []
+        total = dropped = 0
+        for out in _merge_streams(cell.outputs):
+            size = _output_size(out)
+            total += size
+            if size <= left:
+                kept.append(out)
+                left -= size
+                continue
+            if out.get("output_type") in ("stream", "error") and left > 0:
+                kept.append(_cut_text(out, left))
+                left = 0
+            dropped += 1
+        kept = [nbformat.from_dict(o) for o in kept]  # merged streams are plain dicts
+        shown = sum(_output_size(o) for o in kept)
+        page_left -= shown
+        if not dropped:
+            cell.outputs = kept
+            continue
+        where = (f"The full output is in `{full}`, written by the build that executed this "
+                 "page." if full else "The full output was not kept.")
+        note = (f'!!! warning "Output cut"\n    This cell\'s output is {_size(total)}; the page '
+                f"shows the first {_size(shown)} (each cell keeps at most "
+                f"{_size(CELL_OUTPUT_LIMIT)}, each page {_size(PAGE_OUTPUT_LIMIT)}). {where}")
+        kept.append(nbformat.v4.new_output("display_data", data={"text/markdown": note},
+                                           metadata={CUT_NOTE: total}))
+        cell.outputs = kept
+        cuts.append(f"cell {number}: output of {_size(total)} cut")
+    return cuts
+
+
+def _output_size(out: Any) -> int:
+    """The bytes an output adds to a page: its text, or its image file."""
+    kind = out.get("output_type")
+    if kind == "stream":
+        return _published(out.get("text", ""))
+    if kind == "error":
+        return _published("\n".join(out.get("traceback", [])))
+    bundle = out.get("data", {})
+    for mime in EXTENSIONS:
+        if mime in bundle:
+            raw = bundle[mime]
+            return len(raw.encode()) * (1 if mime == "image/svg+xml" else 3) // (
+                1 if mime == "image/svg+xml" else 4)
+    for mime in ("text/markdown", "text/plain"):
+        if mime in bundle:
+            return _published(str(bundle[mime]))
+    return 0
+
+
+def _published(text: str) -> int:
+    """The bytes a text output takes in the page's HTML (escaped)."""
+    return len(escape.html_text(text).encode())
+
+
+def _cut_text(out: Any, limit: int) -> Any:
+    """A text output cut to its first lines within limit bytes."""
+    key = "text" if out.get("output_type") == "stream" else "traceback"
+    text = out.get("text", "") if key == "text" else "\n".join(out.get("traceback", []))
+    head = text.encode()[:limit].decode(errors="ignore")
+    while head and _published(head) > limit:  # escaping makes some text longer
+        head = head[:len(head) * 3 // 4]
+    head = head[:head.rfind("\n") + 1] or head
+    return dict(out, **{key: head if key == "text" else head.rstrip("\n").split("\n")})
+
+
+def _size(n: int) -> str:
+    """Bytes in words: '41.9 MB', '200 kB', '512 bytes'."""
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f} MB"
+    return f"{n / 1000:.0f} kB" if n >= 1000 else f"{n} bytes"
 
 
 def _merge_streams(outputs: list[Any]) -> list[Any]:
@@ -174,9 +272,9 @@ def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
     kind = out.get("output_type")
     if kind == "stream":
         text = strip_ansi(out.get("text", "")).rstrip()
-        return [f"```text\n{text}\n```"] if text and out.get("name") == "stdout" else []
+        return [escape.code_block(text)] if text and out.get("name") == "stdout" else []
     if kind == "error":
-        return [f"```text\n{strip_ansi(chr(10).join(out.get('traceback', [])))}\n```"]
+        return [escape.code_block(strip_ansi("\n".join(out.get("traceback", []))))]
     bundle = out.get("data", {})
     for mime, ext in EXTENSIONS.items():
         if mime in bundle:
@@ -184,16 +282,16 @@ def _output(out: Any, stem: str, images: dict[str, bytes]) -> list[str]:
             name = f"{stem}_{len(images) + 1}.{ext}"
             raw = bundle[mime]
             images[name] = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
-            alt = str(meta.get("alt") or "figure").replace("]", ")").replace("[", "(")
+            alt = escape.alt_text(str(meta.get("alt") or "figure"))
             # a plain link opens the figure full size, offline, in either site engine
             img = f"[![{alt}]({name})]({name}){{ .catdog-zoom title=\"Open full size\" }}"
-            caption = meta.get("caption")
+            caption = escape.html_text(str(meta.get("caption") or "")).strip()
             return [f"<figure markdown=\"span\">\n  {img}\n  <figcaption>{caption}</figcaption>"
                     "\n</figure>" if caption else img]
     if "text/markdown" in bundle:
         return [bundle["text/markdown"]]
     if "text/plain" in bundle:
-        return [f"```text\n{strip_ansi(bundle['text/plain'])}\n```"]
+        return [escape.code_block(strip_ansi(bundle["text/plain"]))]
     return []
 
 
@@ -268,18 +366,15 @@ def save(store: Store, key: str, page: Page) -> None:
 
 
 FAILURE_TITLE = "This page failed to execute"
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|])")
 
 
 def failure_admonition(message: str) -> str:
     """A PageError message as a Material 'failure' admonition: its first line (the page,
     the cell and the exception) as text, the rest (the traceback's tail) as a code block."""
     first, _, rest = message.partition("\n")
-    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(first, quote=False))
-    lines = [f'!!! failure "{FAILURE_TITLE}"', "", f"    {escaped}", ""]
+    lines = [f'!!! failure "{FAILURE_TITLE}"', "", f"    {escape.markdown_text(first)}", ""]
     if rest.strip():
-        lines += ["    ```text", *(f"    {line}" for line in rest.rstrip().splitlines()),
-                  "    ```", ""]
+        lines += [textwrap.indent(escape.code_block(rest.rstrip()), "    "), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -295,6 +390,7 @@ def failure_page(path: Path, error: PageError) -> Page:
             nb = read(path)
         except PageError:
             nb = nbformat.v4.new_notebook()
+    cap_outputs(nb)
     markdown, images = to_markdown(nb, path.stem)
     head = f"# {title(nb, path.stem)}"
     if markdown.startswith("# "):
@@ -305,13 +401,40 @@ def failure_page(path: Path, error: PageError) -> Page:
                 executed_at=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
 
 
-def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Page:
-    """Execute one page in a fresh kernel and convert it."""
-    return kernel.run_batch(lambda: run_page_async(path, env, log_dir))
+def run_page(path: Path, env: dict[str, str], log_dir: Path | None = None,
+             timeout: int | None = None) -> Page:
+    """Execute one page in a fresh kernel and convert it (timeout: seconds per cell; None,
+    the default, sets no limit)."""
+    return kernel.run_batch(lambda: run_page_async(path, env, log_dir, timeout))
 
 
-async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None = None) -> Page:
-    """Execute one page in a fresh kernel inside a running batch (kernel.run_batch)."""
+def keep_output(nb: Any, path: Path, project: Path, log_dir: Path | None) -> None:
+    """Cap the executed page's outputs (cap_outputs); when a cell was cut, the whole executed
+    notebook goes to log_dir/<page>.full.ipynb first, and the cut names that file."""
+    import copy
+
+    import nbformat
+
+    from .cache import write_atomic
+
+    full = log_dir / f"{path.stem}.full.ipynb" if log_dir else None
+    whole = copy.deepcopy(nb) if full else None
+    shown = full.relative_to(project).as_posix() if full and full.is_relative_to(project) else full
+    cuts = cap_outputs(nb, str(shown) if shown else None)
+    if full is not None and whole is not None:
+        if cuts:
+            write_atomic(full, nbformat.writes(scrub(whole, project)))
+            more = f" and {len(cuts) - 3} more" if len(cuts) > 3 else ""
+            log.warning("%s: %s%s; the full output is in %s", path.name, "; ".join(cuts[:3]),
+                        more, shown)
+        else:
+            full.unlink(missing_ok=True)
+
+
+async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None = None,
+                         timeout: int | None = None) -> Page:
+    """Execute one page in a fresh kernel inside a running batch (kernel.run_batch); each
+    cell may run timeout seconds (None: no limit)."""
     import nbformat
 
     source = source_digest(path)
@@ -320,11 +443,12 @@ async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None =
     t0 = time.perf_counter()
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
-    await kernel.execute_async(nb, path, env,
+    await kernel.execute_async(nb, path, env, timeout,
                                log_file=log_dir / f"{path.stem}.log" if log_dir else None)
     seconds = time.perf_counter() - t0
-    markdown, images = to_markdown(nb, path.stem)
     project = path.resolve().parent.parent
+    keep_output(nb, path, project, log_dir)
+    markdown, images = to_markdown(nb, path.stem)
     text = nbformat.writes(scrub(nb, project))
     markdown = scrub_text(markdown, project)
     return Page(path.stem, title(nb, path.stem), markdown, images, text, [], round(seconds, 1),

@@ -103,6 +103,7 @@ class Study:
     profiles: Mapping[str, ProfileSpec]
     models: Mapping[str, ModelSpec]
     claims: tuple[Claim, ...] = field(default=())
+    cell_timeout: int | None = None  # pages.cell_timeout: seconds a page's cell may run
 
     @property
     def root(self) -> Path:
@@ -218,6 +219,131 @@ def builder_source(study: Study, function: str) -> str:
                       f"({', '.join(p.name for p in files)})")
 
 
+def check_builders(study: Study) -> None:
+    """Check every model's builder by reading its source, importing nothing: the function
+    is a plain top-level `def` of its file or module, it takes only parameters among
+    image_size, weights and parent, and the modules its file imports are installed.
+
+    Raises:
+        ConfigError: Naming study.yml, the model, the builder and the fix.
+    """
+    for name in study.models:
+        check_builder(study, name)
+
+
+def check_builder(study: Study, name: str) -> None:
+    """Check one model's builder from its source (see check_builders)."""
+    spec = study.model(name)
+    module, _, function = spec.builder.partition(":")
+    where = f"{study.path}: models.{name}.builder: {spec.builder}"
+    path = _builder_path(study, module, where)
+    try:
+        text = path.read_text()
+        tree = ast.parse(text, filename=str(path))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
+        line = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) else ""
+        raise ConfigError(f"{where}: cannot read {path.name} as Python{line}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    bound = _top_level_bindings(tree)
+    node = bound.get(function)
+    plain = (f"a builder is a plain function at the top of {path.name}, `def {function}("
+             f"{', '.join(BUILDER_ARGS)})` taking only the ones it needs")
+    if node is None:
+        functions = [n for n, v in bound.items() if isinstance(v, ast.FunctionDef)]
+        raise ConfigError(f"{where}: {module} defines no function {function!r} at its top "
+                          f"level{suggest(function, functions)}; {plain}")
+    if not isinstance(node, ast.FunctionDef) or node.decorator_list:
+        kind = ("a decorated function" if isinstance(node, ast.FunctionDef) else
+                {ast.AsyncFunctionDef: "an async function", ast.ClassDef: "a class",
+                 ast.Import: "an imported name", ast.ImportFrom: "an imported name"}.get(
+                     type(node), "an assigned value"))
+        raise ConfigError(f"{where}: {function!r} in {module} is {kind}, not a plain Python "
+                          f"function; {plain}")
+    args = node.args
+    params = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+    bad = [p for p in params if p not in BUILDER_ARGS] + [
+        f"*{a.arg}" for a in (args.vararg,) if a] + [f"**{a.arg}" for a in (args.kwarg,) if a]
+    if args.posonlyargs:
+        bad += [f"{a.arg} (positional-only)" for a in args.posonlyargs if a.arg in BUILDER_ARGS]
+    if bad:
+        raise ConfigError(f"{where}: {function}() takes {', '.join(bad)}; a builder takes "
+                          f"only {', '.join(BUILDER_ARGS)} (the ones it needs), by name")
+    if module.endswith(".py"):
+        _check_imports(tree, path, where)
+
+
+def _builder_path(study: Study, module: str, where: str) -> Path:
+    """The source file of a builder's FILE.py or package.module, found without importing."""
+    if module.endswith(".py"):
+        path = (study.root / module).resolve()
+        if not path.is_file():
+            raise ConfigError(f"{where}: {module} does not exist next to {study.path.name}")
+        return path
+    parts = module.split(".")
+    if not all(part.isidentifier() for part in parts):
+        raise ConfigError(f"{where}: {module!r} is not a module name; expected FILE.py:function "
+                          "or package.module:function")
+    found = _find_module(parts, [str(study.root), *sys.path])
+    if found is None:
+        raise ConfigError(f"{where}: no module {module!r} is installed; install it, or name a "
+                          "FILE.py next to study.yml")
+    origin = getattr(found, "origin", None)
+    if origin == "frozen":  # a standard module kept frozen in the interpreter: its file
+        origin = getattr(getattr(found, "loader_state", None), "filename", None) or origin
+    if not origin or not str(origin).endswith(".py") or not Path(origin).is_file():
+        raise ConfigError(f"{where}: {module} is not Python source ({origin or 'built in'}), "
+                          "so the builder is no plain Python function; a builder is a plain "
+                          "function in a FILE.py or in an installed package's .py module")
+    return Path(origin)
+
+
+def _find_module(parts: list[str], path: list[str]) -> Any:
+    """A module's spec found on path by name, part by part, without importing anything."""
+    from importlib.machinery import PathFinder
+
+    spec = sys.modules[parts[0]].__spec__ if parts[0] in sys.modules else None
+    spec = spec or PathFinder.find_spec(parts[0], path)
+    for part in parts[1:]:
+        locations = getattr(spec, "submodule_search_locations", None)
+        if not locations:
+            return None
+        spec = PathFinder.find_spec(part, list(locations))
+    return spec
+
+
+def _top_level_bindings(tree: ast.Module) -> dict[str, ast.stmt]:
+    """Name → the last top-level statement that binds it (def, class, import, assignment)."""
+    bound: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound[node.name] = node
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                bound[(alias.asname or alias.name).partition(".")[0]] = node
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for leaf in ast.walk(target):
+                    if isinstance(leaf, ast.Name):
+                        bound[leaf.id] = node
+    return bound
+
+
+def _check_imports(tree: ast.Module, path: Path, where: str) -> None:
+    """Every module a builder file imports at its top level is installed (found, not run)."""
+    places = [str(path.parent), *sys.path]
+    for node in tree.body:
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.module
+                 and not node.level else [])
+        for dotted in names:
+            top = dotted.partition(".")[0]
+            if top not in sys.builtin_module_names and _find_module([top], places) is None:
+                raise ConfigError(f"{where}: {path.name} imports {dotted} (line {node.lineno}), "
+                                  f"which is not installed: ModuleNotFoundError: No module "
+                                  f"named {top!r}; install it or fix the import")
+
+
 def builder_kwargs(fn: Callable[..., Any], available: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments a builder names among image_size, weights and parent."""
     params = inspect.signature(fn).parameters
@@ -229,7 +355,8 @@ def builder_kwargs(fn: Callable[..., Any], available: Mapping[str, Any]) -> dict
     return {k: v for k, v in available.items() if k in params}
 
 
-TOP_KEYS = {"title", "data", "profiles", "models", "claims"}
+TOP_KEYS = {"title", "data", "profiles", "models", "claims", "pages"}
+PAGES_KEYS = {"cell_timeout"}
 DATA_KEYS = {"name", "url", "classes", "grid_rows"}
 PROFILE_KEYS = {"description", "train_per_class", "validation_per_class", "synthetic", "seeds"}
 MODEL_KEYS = {"title", "builder", "epochs", "weights", "starts_from", "colour", "description"}
@@ -278,7 +405,7 @@ def _data(check: _Check, raw: Any) -> DataSpec:
     rows = raw.get("grid_rows") or classes
     if not isinstance(rows, list) or any(r not in classes for r in rows):
         raise check.fail("data.grid_rows", f"expected class names among {classes}, got {rows!r}")
-    return DataSpec(str(raw["name"]), raw.get("url"), tuple(classes), tuple(rows))
+    return DataSpec(_text(check, raw, "name", "data"), raw.get("url"), tuple(classes), tuple(rows))
 
 
 def _profile(check: _Check, name: str, raw: Any) -> ProfileSpec:
@@ -287,7 +414,7 @@ def _profile(check: _Check, name: str, raw: Any) -> ProfileSpec:
     synthetic = raw.get("synthetic", False)
     if not isinstance(synthetic, bool):
         raise check.fail(f"{where}.synthetic", f"expected true or false, got {synthetic!r}")
-    return ProfileSpec(name, str(raw.get("description", "")),
+    return ProfileSpec(name, _text(check, raw, "description", where),
                        check.count(raw.get("train_per_class"), f"{where}.train_per_class"),
                        check.count(raw.get("validation_per_class"),
                                    f"{where}.validation_per_class"), synthetic,
@@ -322,17 +449,20 @@ def _model(check: _Check, name: str, raw: Any, index: int,
     colour = raw.get("colour") or PALETTE[index % len(PALETTE)]
     if not COLOUR.match(str(colour)):
         raise check.fail(f"{where}.colour", f"expected #rrggbb, got {colour!r}")
-    return ModelSpec(name, str(raw.get("title") or name), builder, dict(epochs), str(colour),
-                     weights, raw.get("starts_from"), str(raw.get("description", "")))
+    return ModelSpec(name, _text(check, raw, "title", where) or name, builder, dict(epochs),
+                     str(colour), weights, raw.get("starts_from"),
+                     _text(check, raw, "description", where))
 
 
 def _claim(check: _Check, i: int, raw: Any, models: Mapping[str, ModelSpec],
            profiles: Mapping[str, ProfileSpec]) -> Claim:
     where = f"claims[{i}]"
     raw = check.mapping(raw, where, CLAIM_KEYS, ("model", "metric", "low", "high"))
-    if raw["model"] not in models:
-        raise check.fail(f"{where}.model", f"unknown model {raw['model']!r}"
-                                           f"{suggest(raw['model'], models)}")
+    if raw["model"] not in models:  # a typo, or a model removed without its claims
+        raise check.fail(f"{where}.model", f"a claim about model {raw['model']!r}, which "
+                                           f"{check.path.name} does not declare (it declares "
+                                           f"{', '.join(models)}); a removed model's claims "
+                                           "go with it: delete this claim, or fix the name")
     if raw["metric"] not in METRICS:
         raise check.fail(f"{where}.metric", f"expected one of {', '.join(METRICS)}")
     low, high = raw["low"], raw["high"]
@@ -344,8 +474,9 @@ def _claim(check: _Check, i: int, raw: Any, models: Mapping[str, ModelSpec],
         raise check.fail(f"{where}.profile", f"unknown profile {profile!r}"
                                              f"{suggest(str(profile), profiles)}; the claim "
                                              "describes one of the profiles: declared")
-    return Claim(raw["model"], raw["metric"], float(low), float(high), str(raw.get("text", "")),
-                 str(raw.get("reason", "")), None if profile is None else str(profile))
+    return Claim(raw["model"], raw["metric"], float(low), float(high),
+                 _text(check, raw, "text", where), _text(check, raw, "reason", where),
+                 None if profile is None else str(profile))
 
 
 def _check_parents(check: _Check, models: Mapping[str, ModelSpec]) -> None:
@@ -361,6 +492,39 @@ def _check_parents(check: _Check, models: Mapping[str, ModelSpec]) -> None:
                                  f"a cycle: {' -> '.join(seen + [parent])}")
             seen.append(parent)
             parent = models[parent].starts_from
+
+
+MAX_VALUES = 50_000  # values in study.yml with its aliases expanded; a study has hundreds
+
+
+def _check_size(check: _Check, raw: Any) -> None:
+    """Refuse a study whose aliases expand to more than MAX_VALUES values (an alias bomb):
+    counted by walking the loaded data, which stops at the limit."""
+    count, stack = 0, [raw]
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise check.fail("top level", f"more than {MAX_VALUES:,} values once its YAML "
+                                          "aliases (*name) are expanded; an alias repeated "
+                                          "inside aliases grows exponentially; write the "
+                                          "values out or use fewer aliases")
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def _text(check: _Check, raw: Mapping[str, Any], key: str, where: str,
+          default: str = "") -> str:
+    """A text field: a string (a number is written as text), never a list or mapping."""
+    value = raw.get(key)
+    if value is None:
+        return default
+    if isinstance(value, dict | list):
+        raise check.fail(f"{where}.{key}", f"expected text, got a {type(value).__name__}")
+    return str(value)
 
 
 _CACHE: dict[tuple[str, int, int], Study] = {}
@@ -383,6 +547,10 @@ def load(path: Path) -> Study:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path} is not readable YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply to read; a study is a few "
+                          "levels of mappings and lists") from None
+    _check_size(check, raw)
     raw = check.mapping(raw, "top level", TOP_KEYS, ("data", "profiles", "models"))
     data = _data(check, raw["data"])
     if not isinstance(raw["profiles"], dict):
@@ -394,6 +562,9 @@ def load(path: Path) -> Study:
     _check_parents(check, models)
     claims = tuple(_claim(check, i, c, models, profiles)
                    for i, c in enumerate(raw.get("claims") or []))
-    study = Study(path, str(raw.get("title", "")), data, profiles, models, claims)
+    page_settings = check.mapping(raw.get("pages") or {}, "pages", PAGES_KEYS)
+    timeout = check.count(page_settings.get("cell_timeout"), "pages.cell_timeout")
+    study = Study(path, _text(check, raw, "title", "top level"), data, profiles, models, claims,
+                  timeout)
     _CACHE[key] = study
     return study
