@@ -72,6 +72,10 @@ def test_peak_falls_in_the_region_that_decides_the_class(kind: str) -> None:
     assert (pred == y).mean() >= 0.9  # the model has learnt the rule, so the answer is known
     targets = explain.conv_targets(model)
     assert [t.nested for t in targets] == ([False, True] if kind == "nested" else [False])
+    assert targets[0].label.startswith("last convolution (conv2d")
+    if kind == "nested":  # the base's map is named, with its last convolution and size
+        assert targets[1].label.startswith("last block of base (conv2d")
+        assert targets[1].label.endswith(", 15x15)")
     maps, note = explain.gradcam(model, x, pred)
     assert note == "" and set(maps) == {t.label for t in targets}
     for label, low in maps.items():
@@ -97,8 +101,7 @@ def test_a_model_without_convolution_says_so() -> None:
     preds = pd.DataFrame({"file": ["a.jpg", "b.jpg"], "true": ["cats", "dogs"],
                           "predicted": ["cats", "cats"], "probability": [0.9, 0.6]})
     out = explain.explain(model, x, preds, ["cats", "dogs"])
-    assert out.maps == {} and out.note == ("it has no convolution layer, so it has no "
-                                           "class-activation map")
+    assert out.maps == {} and out.note == "it has no convolution layer"
 
 
 def test_regions_of_a_known_map() -> None:

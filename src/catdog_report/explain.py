@@ -74,16 +74,25 @@ def _spatial(layer: Any) -> bool:
         return False
 
 
+def _size(layer: Any) -> str:
+    """A layer's map size, "5x5"."""
+    _, h, w, _ = layer.output.shape
+    return f"{h}x{w}"
+
+
 def conv_targets(model: Any) -> list[Target]:
     """The maps a model has: its own last convolution layer, then each nested model holding
-    convolutions whose output is spatial (its last block's output), in layer order."""
+    convolutions whose output is spatial (its last block's output), in layer order. Each
+    label names the layer and the map's size."""
     top = _sublayers(model)
     own = [layer for layer in top if _is_conv(layer)]
-    targets = [Target(f"last convolution ({own[-1].name})", own[-1].name, False)] if own else []
+    targets = ([Target(f"last convolution ({own[-1].name}, {_size(own[-1])})", own[-1].name,
+                       False)] if own else [])
     for layer in top:
         inner = _last_conv(layer) if _sublayers(layer) else None
         if inner is not None and _spatial(layer):
-            targets.append(Target(f"{layer.name}, last block ({inner.name})", layer.name, True))
+            targets.append(Target(f"last block of {layer.name} ({inner.name}, "
+                                  f"{_size(layer)})", layer.name, True))
     return targets
 
 
@@ -187,8 +196,7 @@ def explain(model: Any, images: np.ndarray, predictions: pd.DataFrame,
             "confidence": [float(p) for p in rows["probability"]]}
     targets = conv_targets(model)
     if not targets:
-        return Explanation(**base, note="it has no convolution layer, so it has no "
-                                        "class-activation map")
+        return Explanation(**base, note="it has no convolution layer")
     classes = [list(class_names).index(p) for p in rows["predicted"]]
     maps, note = gradcam(model, np.asarray(images), classes, targets)
     size = tuple(np.asarray(images).shape[1:3])
@@ -230,15 +238,19 @@ def where(heat: np.ndarray) -> tuple[str, float]:
 
 def regions(explanation: Explanation) -> pd.DataFrame:
     """One row per photo and map: file, map, whether the prediction is right, the share of
-    heat in the central quarter, the 3x3 cell with most heat and its share, the peak's cell."""
+    heat in the central quarter, the 3x3 cell with most heat and its share, the peak's cell
+    (a map without heat, no positive evidence anywhere, is "nowhere", its shares NaN)."""
     rows = []
     for label, maps in explanation.maps.items():
         for i, heat in enumerate(maps):
+            cold = not heat.max() > 0
             cell, share = where(heat)
             rows.append({"file": explanation.files[i], "map": label,
                          "correct": explanation.true[i] == explanation.predicted[i],
-                         "centre share": centre_share(heat), "region": cell,
-                         "region share": share, "peak": peak_region(heat)})
+                         "centre share": np.nan if cold else centre_share(heat),
+                         "region": "nowhere" if cold else cell,
+                         "region share": np.nan if cold else share,
+                         "peak": "nowhere" if cold else peak_region(heat)})
     return pd.DataFrame(rows, columns=["file", "map", "correct", "centre share", "region",
                                        "region share", "peak"])
 
@@ -254,12 +266,18 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
             "centre share": float(rows["centre share"].mean()),
             "on mistakes": float(wrong["centre share"].mean()) if len(wrong) else np.nan,
             "on correct": float(right["centre share"].mean()) if len(right) else np.nan,
-            "most heat in": str(rows["region"].value_counts().sort_index()
-                                .sort_values(ascending=False, kind="stable").index[0]),
+            "most heat in": _most_common(rows["region"]),
         }
     df = pd.DataFrame.from_dict(out, orient="index")
     df.index.name = "map"
     return df
+
+
+def _most_common(cells: pd.Series) -> str:
+    """The most frequent cell (ties by name), "nowhere" only when no map has heat."""
+    warm = cells[cells != "nowhere"]
+    counts = (warm if len(warm) else cells).value_counts().sort_index()
+    return str(counts.sort_values(ascending=False, kind="stable").index[0])
 
 
 def pick_photos(predictions: pd.DataFrame, wrong: int = 4, right: int = 2) -> pd.DataFrame:
@@ -300,8 +318,12 @@ def subset(explanation: Explanation, files: Sequence[str]) -> Explanation:
                        note=explanation.note)
 
 
-def _place(region: str) -> str:
-    return f"the {region}" if region != "centre" else "the centre"
+def lies(heat: np.ndarray) -> str:
+    """Where a map's heat lies, in words: "mostly in the top left (38%)"."""
+    if not heat.max() > 0:
+        return "nowhere (no positive evidence)"
+    cell, share = where(heat)
+    return f"mostly in the {cell} ({share:.0%})"
 
 
 def describe(explanation: Explanation, i: int) -> str:
@@ -311,8 +333,7 @@ def describe(explanation: Explanation, i: int) -> str:
     right = "right" if e.true[i] == e.predicted[i] else "wrong"
     where_ = []
     for n, (label, maps) in enumerate(e.maps.items()):
-        cell, share = where(maps[i])
         where_.append(f"{'the heat of ' if n == 0 else 'of '}{label} "
-                      f"{'lies ' if n == 0 else ''}mostly in {_place(cell)} ({share:.0%})")
+                      f"{'lies ' if n == 0 else ''}{lies(maps[i])}")
     return (f"{e.files[i].rsplit('/', 1)[-1]}, a {e.true[i]} photo predicted {e.predicted[i]} "
             f"({e.confidence[i]:.0%}, {right})" + (": " + ", ".join(where_) if where_ else ""))
