@@ -162,3 +162,14 @@ def test_summary_and_alt_text_say_where_the_heat_is() -> None:
                     "last convolution (conv2d) lies mostly in the top left (100%), of base, "
                     "last block (conv) mostly in the centre (100%)")
     assert explain.subset(_explanation(), ["dogs/dog.2.jpg"]).files == ["dogs/dog.2.jpg"]
+
+
+def test_a_two_by_two_map_has_no_centre_share() -> None:
+    # stretched over the photo, a 2x2 map puts a quarter of its heat in the central
+    # quarter whatever it holds, so it is no evidence of looking at the centre
+    low = np.array([[[1.0, 0.0], [0.0, 0.0]]], np.float32)
+    assert explain.centre_share(explain.upsample(low, (40, 40))[0]) == pytest.approx(0.25)
+    coarse = explain.Explanation(["a.jpg"], ["cats"], ["cats"], [0.9],
+                                 {"m": explain.upsample(low, (40, 40))}, sizes={"m": (2, 2)})
+    row = explain.regions(coarse).iloc[0]
+    assert np.isnan(row["centre share"]) and row["region"] == "top left"

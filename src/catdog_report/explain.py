@@ -35,7 +35,8 @@ class Target:
 @dataclass(frozen=True)
 class Explanation:
     """Grad-CAM maps of some photos: per target label, (photos, height, width) in [0, 1] at
-    the photos' size; `note` says why a model has no (or fewer) maps."""
+    the photos' size, and the size the layer computed them at; `note` says why a model has
+    no (or fewer) maps."""
 
     files: list[str]
     true: list[str]
@@ -43,6 +44,7 @@ class Explanation:
     confidence: list[float]
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     note: str = ""
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _is_conv(layer: Any) -> bool:
@@ -201,7 +203,7 @@ def explain(model: Any, images: np.ndarray, predictions: pd.DataFrame,
     maps, note = gradcam(model, np.asarray(images), classes, targets)
     size = tuple(np.asarray(images).shape[1:3])
     return Explanation(**base, maps={k: upsample(v, size) for k, v in maps.items()},  # type: ignore[arg-type]
-                       note=note)
+                       note=note, sizes={k: (v.shape[1], v.shape[2]) for k, v in maps.items()})
 
 
 def grid_shares(heat: np.ndarray) -> np.ndarray:
@@ -239,15 +241,18 @@ def where(heat: np.ndarray) -> tuple[str, float]:
 def regions(explanation: Explanation) -> pd.DataFrame:
     """One row per photo and map: file, map, whether the prediction is right, the share of
     heat in the central quarter, the 3x3 cell with most heat and its share, the peak's cell
-    (a map without heat, no positive evidence anywhere, is "nowhere", its shares NaN)."""
+    (a map without heat, no positive evidence anywhere, is "nowhere", its shares NaN; a map
+    computed at 2x2 or less has no central-quarter share: stretched over the photo, it
+    puts a quarter of its heat there whatever it shows)."""
     rows = []
     for label, maps in explanation.maps.items():
+        coarse = min(explanation.sizes.get(label, (3, 3))) < 3
         for i, heat in enumerate(maps):
             cold = not heat.max() > 0
             cell, share = where(heat)
             rows.append({"file": explanation.files[i], "map": label,
                          "correct": explanation.true[i] == explanation.predicted[i],
-                         "centre share": np.nan if cold else centre_share(heat),
+                         "centre share": np.nan if cold or coarse else centre_share(heat),
                          "region": "nowhere" if cold else cell,
                          "region share": np.nan if cold else share,
                          "peak": "nowhere" if cold else peak_region(heat)})
@@ -315,7 +320,7 @@ def subset(explanation: Explanation, files: Sequence[str]) -> Explanation:
                        predicted=[explanation.predicted[i] for i in index],
                        confidence=[explanation.confidence[i] for i in index],
                        maps={k: v[index] for k, v in explanation.maps.items()},
-                       note=explanation.note)
+                       note=explanation.note, sizes=explanation.sizes)
 
 
 def lies(heat: np.ndarray) -> str:

@@ -321,14 +321,17 @@ def _alt(title: str, e: xai.Explanation) -> str:
 
 def _share_sentence(label: str, row: pd.Series) -> str:
     """Where one map's heat lies, in words, from its summary row."""
+    where_ = (f"the ninth of the photo that holds the most heat is most often the "
+              f"{row['most heat in']}")
+    if row["centre share"] != row["centre share"]:  # NaN: a map too coarse for a centre
+        return f"its {_md_label(label)} is too coarse to tell the centre from the border; {where_}"
     text = (f"its {_md_label(label)} puts on average **{row['centre share']:.0%}** of its heat "
             f"in the central quarter of the photo ({xai.CENTRE:.0%} if it were spread evenly)")
     mistakes, correct = row["on mistakes"], row["on correct"]
     if mistakes == mistakes and correct == correct:  # both kinds of photo were described
         text += (f", {mistakes:.0%} on its mistakes against {correct:.0%} on the photos it "
                  "got right")
-    return text + (f"; the ninth of the photo that holds the most heat is most often the "
-                   f"{row['most heat in']}")
+    return f"{text}; {where_}"
 
 
 def show_explanation(st: Study, run: Run, photos: Sequence[str] | None = None,
@@ -417,11 +420,19 @@ def show_compared_explanations(st: Study, runs: Sequence[Run], shown: int = 4,
                        "spread evenly), on all of them, on its mistakes and on the photos "
                        "it got right, and the ninth of the photo (a 3x3 grid) that most "
                        "often holds the most heat.")
-    ranked = table.sort_values("centre share", ascending=False, kind="stable")
+    ranked = table.dropna(subset=["centre share"]).sort_values(
+        "centre share", ascending=False, kind="stable")
+    no_map = " No map for " + _md_label(", ".join(without)) + "." if without else ""
+    if ranked.empty:
+        say("Every map is too coarse to tell the centre of a photo from its border." + no_map)
+        return
     top, low = ranked.iloc[0], ranked.iloc[-1]
-    above = int((table["centre share"] > xai.CENTRE).sum())
+    above = int((ranked["centre share"] > xai.CENTRE).sum())
+    coarse = len(table) - len(ranked)
     say(f"On these photos the map that looks the most at the centre is {top.name} "
         f"(**{top['centre share']:.0%}** of its heat in the central quarter), and the one "
         f"that looks the least {low.name} (**{low['centre share']:.0%}**); {above} of the "
-        f"{len(table)} maps put more heat there than an even spread would "
-        f"({xai.CENTRE:.0%})." + (" No map for " + ", ".join(without) + "." if without else ""))
+        f"{len(ranked)} maps put more heat there than an even spread would "
+        f"({xai.CENTRE:.0%})."
+        + (f" ({coarse} of the maps {'is' if coarse == 1 else 'are'} too coarse to tell the "
+           "centre from the border.)" if coarse else "") + no_map)
