@@ -137,3 +137,9 @@ def test_compared_explanations_show_the_same_photos_for_every_model(
     assert prose.startswith("On these photos the map that looks the most at the centre is "
                             r"Model one, last convolution \(c1, 2x2\) (**100%**")
     assert "1 of the 2 maps put more heat there" in prose
+
+
+def test_explain_names_photos_that_are_not_test_photos(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_maps(monkeypatch, {"model_one": {}})
+    with pytest.raises(notebook.ConfigError, match="nope.jpg is not among the test photos"):
+        notebook.show_explanation(ExplainStudy(), _run([[0.9, 0.1]], [0]), ["nope.jpg"])  # type: ignore[arg-type]

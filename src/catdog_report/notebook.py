@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import config, data, figures, models, stats, tables, training, weights
 from . import explain as xai
+from .errors import ConfigError
 from .study import ModelSpec
 from .study import Study as Declaration
 from .training import Run
@@ -319,12 +320,14 @@ def _alt(title: str, e: xai.Explanation) -> str:
             + "; ".join(xai.describe(e, i) for i in range(len(e.files))))
 
 
-def _share_sentence(label: str, row: pd.Series) -> str:
+def _share_sentence(label: str, row: pd.Series, coarse: bool) -> str:
     """Where one map's heat lies, in words, from its summary row."""
     where_ = (f"the ninth of the photo that holds the most heat is most often the "
               f"{row['most heat in']}")
-    if row["centre share"] != row["centre share"]:  # NaN: a map too coarse for a centre
+    if coarse:
         return f"its {_md_label(label)} is too coarse to tell the centre from the border; {where_}"
+    if row["centre share"] != row["centre share"]:  # NaN: no heat on any photo
+        return f"its {_md_label(label)} has no heat on any of them (no positive evidence)"
     text = (f"its {_md_label(label)} puts on average **{row['centre share']:.0%}** of its heat "
             f"in the central quarter of the photo ({xai.CENTRE:.0%} if it were spread evenly)")
     mistakes, correct = row["on mistakes"], row["on correct"]
@@ -344,6 +347,11 @@ def show_explanation(st: Study, run: Run, photos: Sequence[str] | None = None,
         rows = xai.pick_photos(preds, SAMPLE_WRONG, SAMPLE_RIGHT)
     else:
         shown = list(photos)
+        unknown = sorted(set(shown) - set(preds["file"]))
+        if unknown:
+            raise ConfigError(f"st.explain(): {', '.join(unknown[:3])} "
+                              f"{'is' if len(unknown) == 1 else 'are'} not among the test "
+                              f"photos of {run.name}'s run; pass files of its test split")
         rows = preds.set_index("file").loc[shown].reset_index()
     e = _maps_of(st, run, rows)
     if not e.maps:
@@ -359,13 +367,16 @@ def show_explanation(st: Study, run: Run, photos: Sequence[str] | None = None,
     show(figures.plot_gradcam(st.test_images(shown), photo, panels, _alt(title, part),
                               names=[_short(f) for f in shown]),
          caption=f"Where {title} looks: Grad-CAM maps of its predicted class on "
-                 f"{sum(wrong_flags)} of its mistakes (most confident first, predictions in "
-                 f"red) and {len(shown) - sum(wrong_flags)} correct photos; red is most heat")
+                 f"{sum(wrong_flags)} of its mistakes ("
+                 + ("most confident first, " if photos is None else "")
+                 + f"predictions in red) and {len(shown) - sum(wrong_flags)} correct photos; "
+                 "red is most heat")
     summary = xai.summary(xai.regions(e))
     n_wrong = sum(t != p for t, p in zip(e.true, e.predicted, strict=True))
     say(f"Over {len(e.files)} test photos ({n_wrong} of its mistakes and "
         f"{len(e.files) - n_wrong} correct photos), "
-        + "; ".join(_share_sentence(label, row) for label, row in summary.iterrows()) + "."
+        + "; ".join(_share_sentence(label, row, min(e.sizes.get(label, (3, 3))) < 3)
+                    for label, row in summary.iterrows()) + "."
         + (f" ({e.note}.)" if e.note else ""))
 
 
@@ -389,7 +400,8 @@ def show_compared_explanations(st: Study, runs: Sequence[Run], shown: int = 4,
         panels += [figures.Panel(f"{title}: {label}", maps, captions, wrong_flags)
                    for label, maps in part.maps.items()]
         table = xai.summary(xai.regions(e)).reset_index()
-        summaries.append(table.assign(model=title))
+        coarse = [min(e.sizes.get(label, (3, 3))) < 3 for label in table["map"]]
+        summaries.append(table.assign(model=title, coarse=coarse))
     if not panels:
         say("No model of this build has a convolution layer, so none has a "
             "class-activation map.")
@@ -422,17 +434,20 @@ def show_compared_explanations(st: Study, runs: Sequence[Run], shown: int = 4,
                        "often holds the most heat.")
     ranked = table.dropna(subset=["centre share"]).sort_values(
         "centre share", ascending=False, kind="stable")
+    coarse, cold = int(table["coarse"].sum()), len(table) - len(ranked) - int(table["coarse"].sum())
+    left_out = " ".join(
+        f"({k} of the maps {'is' if k == 1 else 'are'} {why}.)" for k, why in (
+            (coarse, "too coarse to tell the centre from the border"),
+            (cold, "without heat on every one of these photos")) if k)
     no_map = " No map for " + _md_label(", ".join(without)) + "." if without else ""
     if ranked.empty:
-        say("Every map is too coarse to tell the centre of a photo from its border." + no_map)
+        say(f"No map tells the centre of these photos from their border. {left_out}{no_map}"
+            .strip())
         return
     top, low = ranked.iloc[0], ranked.iloc[-1]
     above = int((ranked["centre share"] > xai.CENTRE).sum())
-    coarse = len(table) - len(ranked)
     say(f"On these photos the map that looks the most at the centre is {top.name} "
         f"(**{top['centre share']:.0%}** of its heat in the central quarter), and the one "
         f"that looks the least {low.name} (**{low['centre share']:.0%}**); {above} of the "
         f"{len(ranked)} maps put more heat there than an even spread would "
-        f"({xai.CENTRE:.0%})."
-        + (f" ({coarse} of the maps {'is' if coarse == 1 else 'are'} too coarse to tell the "
-           "centre from the border.)" if coarse else "") + no_map)
+        f"({xai.CENTRE:.0%}). {left_out}{no_map}".strip())
