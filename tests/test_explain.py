@@ -173,3 +173,16 @@ def test_a_two_by_two_map_has_no_centre_share() -> None:
                                  {"m": explain.upsample(low, (40, 40))}, sizes={"m": (2, 2)})
     row = explain.regions(coarse).iloc[0]
     assert np.isnan(row["centre share"]) and row["region"] == "top left"
+
+
+def test_a_map_without_heat_is_nowhere_and_left_out_of_the_shares() -> None:
+    maps = np.zeros((2, 12, 12), np.float32)
+    maps[1, 0:3, 0:3] = 1.0  # the second photo has heat, the first none
+    e = explain.Explanation(["a.jpg", "b.jpg"], ["cats", "cats"], ["cats", "dogs"],
+                            [0.9, 0.8], {"m": maps})
+    table = explain.regions(e)
+    assert list(table["region"]) == ["nowhere", "top left"]
+    row = explain.summary(table).loc["m"]
+    assert row["with heat"] == 1 and row["centre share"] == 0.0
+    assert row["most heat in"] == "top left" and np.isnan(row["on correct"])
+    assert explain.describe(e, 0).endswith("the heat of m lies nowhere (no positive evidence)")

@@ -133,7 +133,7 @@ def test_compared_explanations_show_the_same_photos_for_every_model(
     assert len([ax for ax in fig.axes if len(ax.get_images()) == 2]) == 4  # 2 photos x 2 models
     assert "3.jpg, a dogs photo: Model one: last convolution (c1, 2x2) predicted cats (95%), " \
            "heat mostly in the centre (100%)" in figures.alt_text(fig)
-    assert r"| Model one, last convolution \(c1, 2x2\) | 100% |" in table
+    assert r"| Model one, last convolution \(c1, 2x2\) | 3 | 100% |" in table
     assert prose.startswith("On these photos the map that looks the most at the centre is "
                             r"Model one, last convolution \(c1, 2x2\) (**100%**")
     assert "1 of the 2 maps put more heat there" in prose

@@ -261,13 +261,15 @@ def regions(explanation: Explanation) -> pd.DataFrame:
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per map: photos, mean central-quarter share (all, on mistakes, on correct photos) and
-    the 3x3 cell that most often holds the most heat."""
+    """Per map: photos, those whose map has any heat, mean central-quarter share (all, on
+    mistakes, on correct photos; over the maps with heat) and the 3x3 cell that most often
+    holds the most heat."""
     out = {}
     for label, rows in table.groupby("map", sort=False):
         right, wrong = rows[rows["correct"]], rows[~rows["correct"]]
         out[label] = {
             "photos": len(rows),
+            "with heat": int((rows["region"] != "nowhere").sum()),
             "centre share": float(rows["centre share"].mean()),
             "on mistakes": float(wrong["centre share"].mean()) if len(wrong) else np.nan,
             "on correct": float(right["centre share"].mean()) if len(right) else np.nan,

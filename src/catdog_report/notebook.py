@@ -328,8 +328,10 @@ def _share_sentence(label: str, row: pd.Series, coarse: bool) -> str:
         return f"its {_md_label(label)} is too coarse to tell the centre from the border; {where_}"
     if row["centre share"] != row["centre share"]:  # NaN: no heat on any photo
         return f"its {_md_label(label)} has no heat on any of them (no positive evidence)"
+    cold = row["photos"] - row["with heat"]
     text = (f"its {_md_label(label)} puts on average **{row['centre share']:.0%}** of its heat "
-            f"in the central quarter of the photo ({xai.CENTRE:.0%} if it were spread evenly)")
+            f"in the central quarter of the photo ({xai.CENTRE:.0%} if it were spread evenly)"
+            + (f", on the {row['with heat']} photos where it has any heat" if cold else ""))
     mistakes, correct = row["on mistakes"], row["on correct"]
     if mistakes == mistakes and correct == correct:  # both kinds of photo were described
         text += (f", {mistakes:.0%} on its mistakes against {correct:.0%} on the photos it "
@@ -424,11 +426,13 @@ def show_compared_explanations(st: Study, runs: Sequence[Run], shown: int = 4,
     table.index.name = "model, map"
     n_hard = sum(any(not preds[r.name].set_index("file").loc[f, "correct"] for r in runs)
                  for f in files)
-    show_table(table[["centre share", "on mistakes", "on correct", "most heat in"]],
+    show_table(table[["with heat", "centre share", "on mistakes", "on correct",
+                      "most heat in"]],
                formats={"centre share": ".0%", "on mistakes": ".0%", "on correct": ".0%"},
                caption=f"Where each model looks on the same {len(files)} test photos "
                        f"({n_hard} that at least one model got wrong, hardest first): the "
-                       "share of its heat in the central quarter of the photo (25% if "
+                       "photos on which its map has any heat (positive evidence), the "
+                       "share of that heat in the central quarter of the photo (25% if "
                        "spread evenly), on all of them, on its mistakes and on the photos "
                        "it got right, and the ninth of the photo (a 3x3 grid) that most "
                        "often holds the most heat.")
