@@ -450,8 +450,13 @@ def show_compared_explanations(st: Study, runs: Sequence[Run], shown: int = 4,
         return
     top, low = ranked.iloc[0], ranked.iloc[-1]
     above = int((ranked["centre share"] > xai.CENTRE).sum())
+    def few(row: pd.Series) -> str:
+        return (f", on the {row['with heat']} photos where it has any heat"
+                if row["with heat"] < row["photos"] else "")
+
     say(f"On these photos the map that looks the most at the centre is {top.name} "
-        f"(**{top['centre share']:.0%}** of its heat in the central quarter), and the one "
-        f"that looks the least {low.name} (**{low['centre share']:.0%}**); {above} of the "
+        f"(**{top['centre share']:.0%}** of its heat in the central quarter{few(top)}), and "
+        f"the one that looks the least {low.name} (**{low['centre share']:.0%}**{few(low)}); "
+        f"{above} of the "
         f"{len(ranked)} maps put more heat there than an even spread would "
         f"({xai.CENTRE:.0%}). {left_out}{no_map}".strip())
