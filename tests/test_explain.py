@@ -89,6 +89,9 @@ def test_peak_falls_in_the_region_that_decides_the_class(kind: str) -> None:
             assert left - 2 * cell <= c < left + 6 + 2 * cell, (label, i, c, left)
     again, _ = explain.gradcam(model, x, pred)
     assert all(np.array_equal(maps[k], again[k]) for k in maps)  # deterministic
+    _, note = explain.gradcam(model, x[:4], 1 - pred[:4])  # the other class: said
+    assert note.endswith("on 4 of the 4 photos the model predicts another class than the "
+                         "one mapped")
 
 
 @pytest.mark.slow

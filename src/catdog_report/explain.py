@@ -140,7 +140,9 @@ def _cam(acts: Any, grads: Any) -> np.ndarray:
 def gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
             targets: Sequence[Target] | None = None) -> tuple[dict[str, np.ndarray], str]:
     """Grad-CAM maps of the given classes' outputs, per target label: (photos, h, w) at each
-    layer's resolution; and a note naming the targets that could not be computed."""
+    layer's resolution; and a note naming the targets that could not be computed and the
+    photos on which the model predicts another class than the one given (for the
+    predictions of a run record: its weights did not load as they were trained)."""
     import keras
     import tensorflow as tf
 
@@ -157,7 +159,7 @@ def gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
                 "model is not a chain of layers, so a nested model's output cannot be reached")
         targets = [t for t in targets if not t.nested]
     out: dict[str, list[np.ndarray]] = {t.label: [] for t in targets}
-    grad_model = None
+    grad_model, differ = None, 0
     if not chain:
         grad_model = keras.Model(model.inputs, [model.get_layer(t.layer).output for t in targets]
                                  + [model.outputs[0]])
@@ -174,6 +176,10 @@ def gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
         grads = tape.gradient(chosen, acts)
         for t, a, g in zip(targets, acts, grads, strict=True):
             out[t.label].append(_cam(a, g))
+        differ += int((np.asarray(scores).argmax(axis=1) != cls[start:start + BATCH]).sum())
+    if differ:  # the maps explain the given classes; say when the model predicts others
+        note = "; ".join(n for n in (note, f"on {differ} of the {len(x)} photos the model "
+                                           "predicts another class than the one mapped") if n)
     return {label: np.concatenate(maps) for label, maps in out.items()}, note
 
 

@@ -388,13 +388,15 @@ def show_compared_explanations(st: Study, runs: Sequence[Run], shown: int = 4,
     preds = {r.name: tables.predictions(r.record) for r in runs}
     files = xai.common_photos(preds, sample)
     first = files[:shown]
-    panels, summaries, without = [], [], []
+    panels, summaries, without, notes = [], [], [], []
     for run in runs:
         title = st.title(run.name)
         e = _maps_of(st, run, preds[run.name].set_index("file").loc[files].reset_index())
         if not e.maps:
             without.append(f"{title} ({e.note})")
             continue
+        if e.note:
+            notes.append(f"{title}: {e.note}.")
         part = xai.subset(e, first)
         wrong_flags = [t != p for t, p in zip(part.true, part.predicted, strict=True)]
         captions = [f"{p} ({c:.0%})" for p, c in zip(part.predicted, part.confidence,
@@ -443,7 +445,8 @@ def show_compared_explanations(st: Study, runs: Sequence[Run], shown: int = 4,
         f"({k} of the maps {'is' if k == 1 else 'are'} {why}.)" for k, why in (
             (coarse, "too coarse to tell the centre from the border"),
             (cold, "without heat on every one of these photos")) if k)
-    no_map = " No map for " + _md_label(", ".join(without)) + "." if without else ""
+    no_map = (" No map for " + _md_label(", ".join(without)) + "." if without else "") + "".join(
+        " " + _md_label(n) for n in notes)
     if ranked.empty:
         say(f"No map tells the centre of these photos from their border. {left_out}{no_map}"
             .strip())
