@@ -59,6 +59,7 @@ run = st.fit("{name}")
 show(figures.plot_history(run.history, st.title("{name}")), caption="history")
 show_evaluation(st, run, st.title("{name}"))
 say(test_score(run))
+st.explain(run)
 ```
 '''
 
@@ -234,3 +235,9 @@ def test_a_second_study_with_other_classes(tmp_path: Path) -> None:
     comparison = _article(s, "comparison")
     assert "Flat" in comparison and "Deeper" in comparison and "Model one" not in comparison
     assert "The study declares no claims to check." in comparison
+    # Grad-CAM: found by layer type in a study that names its layers as it likes
+    assert "Flat has no class-activation map: it has no convolution layer." in _article(s, "flat")
+    assert "Grad-CAM maps of Deeper on" in _article(s, "deeper")
+    assert "No map for Flat (it has no convolution layer)." in comparison
+    assert "the map that looks the most at the centre is Deeper, last convolution (conv2d" in (
+        comparison)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
@@ -214,6 +216,56 @@ def plot_misclassified(images: Sequence[np.ndarray], rows: pd.DataFrame,
                      fontsize=8)
     return fig
 
+
+WRONG = "#c00000"  # captions of wrong predictions
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One set of maps over the photos: its label, the maps (photos, height, width) in
+    [0, 1], and per photo an optional caption and whether that prediction is wrong."""
+
+    label: str
+    maps: np.ndarray
+    captions: Sequence[str] = ()
+    wrong: Sequence[bool] = ()
+
+
+def _bare(ax: Any) -> None:
+    """An image cell: no ticks, no frame, but room for row and column labels."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def plot_gradcam(images: Sequence[np.ndarray], photo: Panel, panels: Sequence[Panel], alt: str,
+                 photos_in_rows: bool = False, names: Sequence[str] = ()) -> Figure:
+    """Grad-CAM maps over their photos: each photo plain (captioned by `photo`), then once
+    per panel with its map overlaid in the jet colour map (red: most heat). Photos run
+    along the columns (one model's maps in the rows), or along the rows (`photos_in_rows`:
+    one panel per column, to compare models on the same photos); `names` heads each photo."""
+    n, k = len(images), len(panels) + 1
+    rows, cols = (n, k) if photos_in_rows else (k, n)
+    fig = _figure(1.9 * cols + 0.5, 1.95 * rows + 0.3, alt)
+    axes = np.array(fig.subplots(rows, cols, squeeze=False))
+    for i, img in enumerate(images):
+        for j, panel in enumerate([photo, *panels]):
+            ax = axes[i, j] if photos_in_rows else axes[j, i]
+            _bare(ax)
+            ax.imshow(np.asarray(img).astype("uint8"))
+            if j > 0:
+                ax.imshow(panel.maps[i], cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0,
+                          interpolation="bilinear")
+            if panel.captions:
+                wrong = bool(panel.wrong) and bool(panel.wrong[i])
+                ax.set_xlabel(panel.captions[i], fontsize=7, color=WRONG if wrong else "black")
+            header = textwrap.fill(panel.label, 26)
+            if i == 0:
+                (ax.set_title if photos_in_rows else ax.set_ylabel)(header, fontsize=8)
+            if j == 0 and names:
+                (ax.set_ylabel if photos_in_rows else ax.set_title)(names[i], fontsize=7)
+    return fig
 
 def alt_text(fig: Any) -> str:
     """The alt text a figure function attached."""

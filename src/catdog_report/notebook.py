@@ -7,7 +7,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from . import config, data, figures, models, stats, tables, training, weights
+from . import explain as xai
+from .errors import ConfigError
 from .escape import code_span as code_span  # the escapes a page interpolates with
 from .escape import html_attribute as html_attribute
 from .escape import markdown_text as markdown_text
@@ -99,6 +101,22 @@ class Study:
         x, _ = self.arrays["test"]
         index = {f: i for i, f in enumerate(self.dataset.test.files)}
         return [x[index[f]] for f in files]
+
+    def explain(self, run: Run, photos: Sequence[str] | None = None, wrong: int = 4,
+                right: int = 2) -> None:
+        """Show where a trained run looks: Grad-CAM maps of its predicted class over test
+        photos (by default its `wrong` most confident mistakes and, for contrast, `right`
+        correct photos), with the prose on where the heat lies. The maps come from the
+        run's cached weights (nothing retrains); a model without a convolution layer is
+        named as having none."""
+        show_explanation(self, run, photos, wrong, right)
+
+    def compare_explanations(self, runs: Sequence[Run], shown: int = 4,
+                             sample: int = 16) -> None:
+        """Show the same `shown` test photos' Grad-CAM maps for every run side by side, and
+        a table and prose of where each model's heat lies on `sample` common photos (the
+        ones the most models got wrong first)."""
+        show_compared_explanations(self, runs, shown, sample)
 
     def runs_in_build(self) -> list[Run]:
         """Every run of this build, in the study's order (parents before children)."""
@@ -288,3 +306,169 @@ def show_seeds(st: Study, name: str) -> None:
     say(f"Over {len(runs)} seeds the mean test accuracy is {stats.format_accuracy(acc['mean'], n)} "
         f"on {n} photos (95% interval in brackets); from seed to seed it has a standard "
         f"deviation of {acc['std']:.1%} and runs from {acc['min']:.1%} to {acc['max']:.1%}.")
+
+
+SAMPLE_WRONG = SAMPLE_RIGHT = 16  # the photos a model page's prose describes (one batch)
+
+
+def _short(file: str) -> str:
+    return file.rsplit("/", 1)[-1]
+
+
+def _maps_of(st: Study, run: Run, rows: pd.DataFrame) -> xai.Explanation:
+    """The Grad-CAM maps of one run over the given prediction rows (its cached weights)."""
+    images = np.stack(st.test_images(list(rows["file"]))) if len(rows) else np.zeros((0,))
+    return xai.explain(run.load_model(), images, rows, run.record["class_names"])
+
+
+def _alt(title: str, e: xai.Explanation) -> str:
+    wrong = sum(t != p for t, p in zip(e.true, e.predicted, strict=True))
+    return (f"Grad-CAM maps of {title} on {len(e.files)} test photos, {wrong} of them "
+            "misclassified, red where the heat is: "
+            + "; ".join(xai.describe(e, i) for i in range(len(e.files))))
+
+
+def _share_sentence(label: str, row: pd.Series, coarse: bool) -> str:
+    """Where one map's heat lies, in words, from its summary row."""
+    where_ = (f"the ninth of the photo that holds the most heat is most often the "
+              f"{row['most heat in']}")
+    if coarse:
+        return (f"its {markdown_text(label)} is too coarse to tell the centre from the border; "
+                f"{where_}")
+    if row["centre share"] != row["centre share"]:  # NaN: no heat on any photo
+        return f"its {markdown_text(label)} has no heat on any of them (no positive evidence)"
+    cold = row["photos"] - row["with heat"]
+    text = (f"its {markdown_text(label)} puts on average **{row['centre share']:.0%}** of its heat "
+            f"in the central quarter of the photo ({xai.CENTRE:.0%} if it were spread evenly)"
+            + (f", on the {row['with heat']} photos where it has any heat" if cold else ""))
+    mistakes, correct = row["on mistakes"], row["on correct"]
+    if mistakes == mistakes and correct == correct:  # both kinds of photo were described
+        text += (f", {mistakes:.0%} on its mistakes against {correct:.0%} on the photos it "
+                 "got right")
+    return f"{text}; {where_}"
+
+
+def show_explanation(st: Study, run: Run, photos: Sequence[str] | None = None,
+                     wrong: int = 4, right: int = 2) -> None:
+    """Grad-CAM maps of one run (see Study.explain)."""
+    title = st.title(run.name)
+    preds = tables.predictions(run.record)
+    if photos is None:
+        shown = list(xai.pick_photos(preds, wrong, right)["file"])
+        rows = xai.pick_photos(preds, SAMPLE_WRONG, SAMPLE_RIGHT)
+    else:
+        shown = list(photos)
+        unknown = sorted(set(shown) - set(preds["file"]))
+        if unknown:
+            raise ConfigError(f"st.explain(): {', '.join(unknown[:3])} "
+                              f"{'is' if len(unknown) == 1 else 'are'} not among the test "
+                              f"photos of {run.name}'s run; pass files of its test split")
+        rows = preds.set_index("file").loc[shown].reset_index()
+    e = _maps_of(st, run, rows)
+    if not e.maps:
+        say(f"{markdown_text(title)} has no class-activation map: {e.note}." if e.note else
+            f"{markdown_text(title)} has no test photos to explain.")
+        return
+    part = xai.subset(e, shown)
+    wrong_flags = [t != p for t, p in zip(part.true, part.predicted, strict=True)]
+    photo = figures.Panel("photo", np.zeros(0), [
+        f"true {t}\npredicted {p} ({c:.0%})"
+        for t, p, c in zip(part.true, part.predicted, part.confidence, strict=True)], wrong_flags)
+    panels = [figures.Panel(label, maps) for label, maps in part.maps.items()]
+    show(figures.plot_gradcam(st.test_images(shown), photo, panels, _alt(title, part),
+                              names=[_short(f) for f in shown]),
+         caption=f"Where {title} looks: Grad-CAM maps of its predicted class on "
+                 f"{sum(wrong_flags)} of its mistakes ("
+                 + ("most confident first, " if photos is None else "")
+                 + f"predictions in red) and {len(shown) - sum(wrong_flags)} correct photos; "
+                 "red is most heat")
+    summary = xai.summary(xai.regions(e))
+    n_wrong = sum(t != p for t, p in zip(e.true, e.predicted, strict=True))
+    say(f"Over {len(e.files)} test photos ({n_wrong} of its mistakes and "
+        f"{len(e.files) - n_wrong} correct photos), "
+        + "; ".join(_share_sentence(label, row, min(e.sizes.get(label, (3, 3))) < 3)
+                    for label, row in summary.iterrows()) + "."
+        + (f" ({e.note}.)" if e.note else ""))
+
+
+def show_compared_explanations(st: Study, runs: Sequence[Run], shown: int = 4,
+                               sample: int = 16) -> None:
+    """The same photos' Grad-CAM maps for every run (see Study.compare_explanations)."""
+    preds = {r.name: tables.predictions(r.record) for r in runs}
+    files = xai.common_photos(preds, sample)
+    first = files[:shown]
+    panels, summaries, without, notes = [], [], [], []
+    for run in runs:
+        title = st.title(run.name)
+        e = _maps_of(st, run, preds[run.name].set_index("file").loc[files].reset_index())
+        if not e.maps:
+            without.append(f"{title} ({e.note})")
+            continue
+        if e.note:
+            notes.append(f"{title}: {e.note}.")
+        part = xai.subset(e, first)
+        wrong_flags = [t != p for t, p in zip(part.true, part.predicted, strict=True)]
+        captions = [f"{p} ({c:.0%})" for p, c in zip(part.predicted, part.confidence,
+                                                      strict=True)]
+        panels += [figures.Panel(f"{title}: {label}", maps, captions, wrong_flags)
+                   for label, maps in part.maps.items()]
+        table = xai.summary(xai.regions(e)).reset_index()
+        coarse = [min(e.sizes.get(label, (3, 3))) < 3 for label in table["map"]]
+        summaries.append(table.assign(model=title, coarse=coarse))
+    if not panels:
+        say("No model of this build has a convolution layer, so none has a "
+            "class-activation map.")
+        return
+    true = list(preds[runs[0].name].set_index("file").loc[first, "true"])
+    photo = figures.Panel("photo", np.zeros(0), [f"true {t}" for t in true])
+    alt = ("Grad-CAM maps of every model on the same " + str(len(first)) + " test photos: "
+           + "; ".join(f"{_short(f)}, a {t} photo: " + ", ".join(
+               f"{p.label} predicted {p.captions[i]}, heat {xai.lies(p.maps[i])}"
+               for p in panels)
+               for i, (f, t) in enumerate(zip(first, true, strict=True))))
+    show(figures.plot_gradcam(st.test_images(first), photo, panels, alt, photos_in_rows=True,
+                              names=[_short(f) for f in first]),
+         caption=f"The same {len(first)} test photos through every model: each one's "
+                 "Grad-CAM map of its predicted class (wrong predictions in red); red is "
+                 "most heat")
+    table = pd.concat(summaries, ignore_index=True)
+    table.index = [markdown_text(f"{m}, {label}") for m, label in zip(table["model"], table["map"],
+                                                                  strict=True)]
+    table.index.name = "model, map"
+    n_hard = sum(any(not preds[r.name].set_index("file").loc[f, "correct"] for r in runs)
+                 for f in files)
+    show_table(table[["with heat", "centre share", "on mistakes", "on correct",
+                      "most heat in"]],
+               formats={"centre share": ".0%", "on mistakes": ".0%", "on correct": ".0%"},
+               caption=f"Where each model looks on the same {len(files)} test photos "
+                       f"({n_hard} that at least one model got wrong, hardest first): the "
+                       "photos on which its map has any heat (positive evidence), the "
+                       "share of that heat in the central quarter of the photo (25% if "
+                       "spread evenly), on all of them, on its mistakes and on the photos "
+                       "it got right, and the ninth of the photo (a 3x3 grid) that most "
+                       "often holds the most heat.")
+    ranked = table.dropna(subset=["centre share"]).sort_values(
+        "centre share", ascending=False, kind="stable")
+    coarse, cold = int(table["coarse"].sum()), len(table) - len(ranked) - int(table["coarse"].sum())
+    left_out = " ".join(
+        f"({k} of the maps {'is' if k == 1 else 'are'} {why}.)" for k, why in (
+            (coarse, "too coarse to tell the centre from the border"),
+            (cold, "without heat on every one of these photos")) if k)
+    no_map = ((" No map for " + markdown_text(", ".join(without)) + "." if without else "")
+              + "".join(" " + markdown_text(n) for n in notes))
+    if ranked.empty:
+        say(f"No map tells the centre of these photos from their border. {left_out}{no_map}"
+            .strip())
+        return
+    top, low = ranked.iloc[0], ranked.iloc[-1]
+    above = int((ranked["centre share"] > xai.CENTRE).sum())
+    def few(row: pd.Series) -> str:
+        return (f", on the {row['with heat']} photos where it has any heat"
+                if row["with heat"] < row["photos"] else "")
+
+    say(f"On these photos the map that looks the most at the centre is {top.name} "
+        f"(**{top['centre share']:.0%}** of its heat in the central quarter{few(top)}), and "
+        f"the one that looks the least {low.name} (**{low['centre share']:.0%}**{few(low)}); "
+        f"{above} of the "
+        f"{len(ranked)} maps put more heat there than an even spread would "
+        f"({xai.CENTRE:.0%}). {left_out}{no_map}".strip())
