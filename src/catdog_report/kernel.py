@@ -173,6 +173,8 @@ def _relay(fd: int, log_file: Path | None) -> None:
                 sink.write(line)
             if line.startswith(PROGRESS_PREFIX):
                 log.info("%s", line.rstrip())
+            elif line.strip():  # TensorFlow's start-up notices and the like: -v shows them
+                log.debug("kernel: %s", line.rstrip())
     if sink:
         sink.close()
 
