@@ -61,10 +61,11 @@ class Display(logging.Handler):
             return False  # the live display shows it; off a terminal, its PageDone line
         if self.quiet:
             return record.levelno >= logging.ERROR
-        if self.verbose:
-            return True
         name = record.name
-        if name == OWN or name.startswith(OWN + "."):
+        own = name == OWN or name.startswith(OWN + ".")
+        if self.verbose:  # other libraries' debug logs (markdown-it's per-token) are not news
+            return own or record.levelno >= logging.INFO
+        if own:
             return record.levelno >= logging.INFO
         if any(name == h or name.startswith(h + ".") for h in HUSHED):
             return record.levelno >= logging.ERROR

@@ -23,7 +23,7 @@ ATTRIBUTE = "progress"  # the LogRecord attribute that holds the event
 
 def run_label(model: str, seed: int, seeds: int = 1) -> str:
     """How the display names a run: the model, and its seed when the build has several."""
-    return model if seeds <= 1 else f"{model} (seed {seed})"
+    return model if seeds <= 1 else f"{model} seed {seed}"
 
 
 @dataclass(frozen=True)

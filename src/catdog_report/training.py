@@ -26,7 +26,7 @@ from .config import ENV_BUILD, RUNS_FILE, Settings
 from .data import Dataset
 from .errors import CacheError, ConfigError, TrainingError
 from .plan import run_id
-from .progress import TICK, BatchDone, EpochDone, RunDone, RunStarted, emit
+from .progress import TICK, BatchDone, EpochDone, RunDone, RunStarted, emit, run_label
 from .weights import weights_id
 
 log = logging.getLogger(__name__)
@@ -317,11 +317,12 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
     epochs = settings.epochs_for(name)
     ds = data.pipelines(arrays, settings.batch_size, settings.seed)
     run = run_id(name, settings.seed)
+    label = run_label(name, settings.seed, len(settings.seed_list))
     emit(log, RunStarted(run, epochs, steps_per_epoch(len(dataset.train), settings.batch_size)),
-         "training %s: %d epoch%s on %d images", name, epochs, "s" * (epochs != 1),
+         "training %s: %d epoch%s on %d images", label, epochs, "s" * (epochs != 1),
          len(dataset.train))
     t0 = time.perf_counter()
-    epoch_log = EpochLog(name, epochs, stop, run)
+    epoch_log = EpochLog(label, epochs, stop, run)
     epoch_log.seconds = []
     hist = model.fit(ds["train"], validation_data=ds["validation"], epochs=epochs, verbose=0,
                      callbacks=[epoch_log], shuffle=False)  # the pipeline shuffles
@@ -502,16 +503,17 @@ def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
         write_atomic(_memo_path(settings, memo),
                      json.dumps({"model": name, "key": run.record["key"]}))
         entry = run_entry(run, trained=not run.cached)
-    _say_ready(name, settings.seed, entry)
+    _say_ready(name, settings, entry)
     return entry
 
 
-def _say_ready(name: str, seed: int, entry: dict[str, Any]) -> None:
+def _say_ready(name: str, settings: Settings, entry: dict[str, Any]) -> None:
     """One line (and event) per run ready: trained now, or found in the run cache."""
     trained, seconds = bool(entry["trained"]), float(entry["train_seconds"])
     how = f"trained in {seconds:.1f} s" if trained else "loaded from the run cache"
-    emit(log, RunDone(run_id(name, seed), trained, seconds if trained else 0.0),
-         "%s: %s (%s)", name if seed == 0 else f"{name} seed {seed}", how, entry["key"][:12])
+    emit(log, RunDone(run_id(name, settings.seed), trained, seconds if trained else 0.0),
+         "%s: %s (%s)", run_label(name, settings.seed, len(settings.seed_list)), how,
+         entry["key"][:12])
 
 
 def steps_per_epoch(images: int, batch_size: int) -> int:
