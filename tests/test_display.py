@@ -121,7 +121,7 @@ def test_the_live_display_draws_the_runs_and_pages() -> None:
     assert tasks["one"].completed == 3 and tasks["one"].fields["count"] == "3/4"
     assert re.search(r"epoch 1/2 · [\d.]+ s/step · epoch \d+ s left · run \d+ s left",
                      tasks["one"].fields["info"]), tasks["one"].fields["info"]
-    assert "runs: 0 trained, 0 from cache, 1 to train · pages 0/1" in tasks[
+    assert "0 trained, 0 cached, 1 to train · pages 0/1 · about " in tasks[
         "build"].fields["info"]
     shown.handle(record("one: trained in 2.0 s", RunDone("one@0", True, 2.0)))
     shown.handle(record("[1/1] index: executed", PageDone("index", False, 1.0)))

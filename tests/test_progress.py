@@ -106,3 +106,14 @@ def test_the_first_batch_which_traces_the_graph_is_left_out_of_the_rate() -> Non
     for batch in range(2, 5):
         t.feed(BatchDone("one@0", 1, 2, batch, 10), now=20.0 + 2 * (batch - 1))
     assert t.step_seconds("one@0", 26.0) == pytest.approx(2.0)
+
+
+def test_the_build_estimate_adds_a_page_after_the_training() -> None:
+    t = Tracker()
+    t.feed(plan(prior=1.0), now=0)
+    t.feed(RunDone("two@0", True, 5.0), now=0)  # two and four are ready: one is left
+    t.feed(PageDone("index", False, 8.0), now=0)
+    assert t.training_left(0) == pytest.approx(20.0)
+    assert t.build_left(0) == pytest.approx(28.0)  # and page "one", as long as index took
+    t.feed(PageDone("one", True, 0.0), now=0)
+    assert t.build_left(0) == pytest.approx(20.0)

@@ -159,11 +159,12 @@ class RichDisplay(Display):
         self.console = Console(file=stream, force_terminal=True, highlight=False)
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}", table_column=Column(width=20, no_wrap=True)),
-            BarColumn(bar_width=16),
-            TextColumn("{task.fields[count]}", table_column=Column(width=7, justify="right")),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True)),
+            TextColumn("{task.description}", table_column=Column(width=18, no_wrap=True)),
+            BarColumn(bar_width=12, table_column=Column(width=12)),
+            TextColumn("{task.fields[count]}", table_column=Column(width=6, justify="right")),
+            TimeElapsedColumn(table_column=Column(width=7)),
+            TextColumn("{task.fields[info]}", table_column=Column(
+                no_wrap=True, overflow="ellipsis", min_width=10)),
             console=self.console, transient=True, redirect_stdout=False,
             redirect_stderr=False, refresh_per_second=4)
         self.build_task: Any = None
@@ -235,12 +236,12 @@ class RichDisplay(Display):
         t = self.tracker
         c = t.counts()
         done_pages = len(t.pages_done)
-        left = t.training_left(now)
-        parts = [f"runs: {c['trained']} trained, {c['loaded']} from cache, {c['to_train']} "
-                 f"to train", f"pages {done_pages}/{len(t.pages)}"]
+        left = t.build_left(now)
+        parts = [f"{c['trained']} trained, {c['loaded']} cached, {c['to_train']} to train",
+                 f"pages {done_pages}/{len(t.pages)}"]
         if c["to_train"]:
-            parts.append(f"about {duration(left)} of training left" if left is not None
-                         else "estimating the time left")
+            parts.append(f"about {duration(left)} left" if left is not None
+                         else "estimating time left")
         ready = c["trained"] + c["loaded"] + done_pages
         self.progress.update(self.build_task, completed=ready,
                              count=f"{ready}/{c['total'] + len(t.pages)}",

@@ -255,6 +255,16 @@ class Tracker:
             total += left
         return total / self.workers
 
+    def build_left(self, now: float) -> float | None:
+        """Seconds the build has left: its training, then the last page that waits for it
+        (as long as the pages executed so far took on average; pages run beside training)."""
+        training = self.training_left(now)
+        if training is None:
+            return None
+        executed = [p.seconds for p in self.pages_done.values() if not p.cached]
+        pending = len(self.pages) - len(self.pages_done)
+        return training + (sum(executed) / len(executed) if executed and pending else 0.0)
+
     def active(self) -> list[str]:
         """The runs training now."""
         return [n for n, r in self.runs.items() if r.started is not None and not r.done]
