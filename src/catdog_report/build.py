@@ -430,7 +430,7 @@ def announce(settings: Settings, dataset: data.Dataset, plan: Plan) -> None:
              ", ".join(plan.to_train))
     else:
         emit(log, event, "plan: %d page(s); %d run(s), all in the run cache", len(plan.pages),
-             len(runs))
+             len(runs), level=logging.DEBUG)  # each run says so when it is ready
 
 
 def _build(settings: Settings) -> BuildResult:

@@ -165,8 +165,8 @@ class RichDisplay(Display):
             TimeElapsedColumn(table_column=Column(width=7)),
             TextColumn("{task.fields[info]}", table_column=Column(
                 no_wrap=True, overflow="ellipsis", min_width=10)),
-            console=self.console, transient=True, redirect_stdout=False,
-            redirect_stderr=False, refresh_per_second=4)
+            console=self.console, transient=True, refresh_per_second=4)  # stray prints
+        # to sys.stdout and sys.stderr go above the live rows
         self.build_task: Any = None
         self.run_tasks: dict[str, Any] = {}
         self.page_tasks: dict[str, Any] = {}
@@ -203,10 +203,13 @@ class RichDisplay(Display):
                      info=f"epoch {event.epoch}/{event.epochs} · "
                           + self._run_info(event.run, now))
         elif isinstance(event, EpochDone) and event.run in self.run_tasks:
-            nxt = min(event.epoch + 1, event.epochs)
             steps = self.tracker.runs[event.run].plan.steps
-            p.update(self.run_tasks[event.run], completed=0, count=f"0/{steps}",
-                     info=f"epoch {nxt}/{event.epochs} · starting")
+            if event.epoch < event.epochs:
+                p.update(self.run_tasks[event.run], completed=0, count=f"0/{steps}",
+                         info=f"epoch {event.epoch + 1}/{event.epochs} · starting")
+            else:
+                p.update(self.run_tasks[event.run], info=f"epoch {event.epoch}/"
+                         f"{event.epochs} done · testing and saving the run")
         elif isinstance(event, RunDone) and event.run in self.run_tasks:
             p.remove_task(self.run_tasks.pop(event.run))
         elif isinstance(event, PageStarted):

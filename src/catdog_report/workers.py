@@ -114,5 +114,6 @@ def train(jobs: list[tuple[str, Settings, str | None]], workers: int, dataset_fi
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        queue.put(None)
-        relay.join(timeout=10)
+        queue.put(None)  # after the last record of the workers that finished
+        queue.cancel_join_thread()  # a killed worker may hold the queue's lock: never wait
+        relay.join(timeout=5)
