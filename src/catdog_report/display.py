@@ -204,9 +204,10 @@ class RichDisplay(Display):
                           + self._run_info(event.run, now))
         elif isinstance(event, EpochDone) and event.run in self.run_tasks:
             steps = self.tracker.runs[event.run].plan.steps
-            if event.epoch < event.epochs:
-                p.update(self.run_tasks[event.run], completed=0, count=f"0/{steps}",
-                         info=f"epoch {event.epoch + 1}/{event.epochs} · starting")
+            if event.epoch < event.epochs:  # the clock (and the bar) restart per epoch
+                p.reset(self.run_tasks[event.run], total=steps, completed=0,
+                        count=f"0/{steps}",
+                        info=f"epoch {event.epoch + 1}/{event.epochs} · starting")
             else:
                 p.update(self.run_tasks[event.run], info=f"epoch {event.epoch}/"
                          f"{event.epochs} done · testing and saving the run")
