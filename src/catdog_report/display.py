@@ -113,17 +113,15 @@ class PlainDisplay(Display):
     def __init__(self, *args: Any, every: float = PLAIN_EVERY, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.every = every
-        self.last: float | None = None  # when the last progress line (or epoch) was written
+        self.last: dict[str, float] = {}  # per run: its last progress line or epoch
 
     def on_event(self, event: Any, record: logging.LogRecord, now: float) -> None:
-        """A throttled progress line for batches; the clock restarts at each epoch."""
+        """A throttled progress line for batches; a run's clock restarts at each epoch."""
         if isinstance(event, RunStarted | EpochDone):
-            self.last = now
+            self.last[event.run] = now
         elif isinstance(event, BatchDone) and not self.quiet:
-            if self.last is None:
-                self.last = now
-            elif now - self.last >= self.every:
-                self.last = now
+            if now - self.last.setdefault(event.run, now) >= self.every:
+                self.last[event.run] = now
                 self.line(progress_line(self.tracker, event, now))
 
 
@@ -133,7 +131,7 @@ def progress_line(tracker: Tracker, event: BatchDone, now: float) -> str:
     step = tracker.step_seconds(event.run, now)
     rate = f", {step:.2f} s/step" if step else ""
     left = tracker.training_left(now)
-    return (f"{event.run.partition('@')[0]} epoch {event.epoch}/{event.epochs}: batch "
+    return (f"{tracker.label(event.run)} epoch {event.epoch}/{event.epochs}: batch "
             f"{event.batch}/{event.steps}{rate}; epoch "
             f"{duration(tracker.epoch_left(event.run, now))} left, training about "
             f"{duration(left)} left")
@@ -170,7 +168,6 @@ class RichDisplay(Display):
         self.build_task: Any = None
         self.run_tasks: dict[str, Any] = {}
         self.page_tasks: dict[str, Any] = {}
-        self.seeds = 1
         self.started = False
 
     def _start(self) -> None:
@@ -188,14 +185,13 @@ class RichDisplay(Display):
             for task in [*self.run_tasks.values(), *self.page_tasks.values()]:
                 p.remove_task(task)
             self.run_tasks, self.page_tasks = {}, {}
-            self.seeds = len({r.seed for r in event.runs}) or 1
             if self.build_task is not None:
                 p.remove_task(self.build_task)
             total = len(event.runs) + len(event.pages)
             self.build_task = p.add_task("build", total=total or None, info="", count="")
         elif isinstance(event, RunStarted):
             self.run_tasks[event.run] = p.add_task(
-                self._label(event.run), total=event.steps, count=f"0/{event.steps}",
+                self.tracker.label(event.run), total=event.steps, count=f"0/{event.steps}",
                 info=f"epoch 1/{event.epochs} · starting")
         elif isinstance(event, BatchDone) and event.run in self.run_tasks:
             p.update(self.run_tasks[event.run], completed=event.batch, total=event.steps,
@@ -223,10 +219,6 @@ class RichDisplay(Display):
                 p.remove_task(self.build_task)
                 self.build_task = None
         self._update_build(now)
-
-    def _label(self, run: str) -> str:
-        model, _, seed = run.partition("@")
-        return run_label(model, int(seed or 0), self.seeds)
 
     def _run_info(self, run: str, now: float) -> str:
         step = self.tracker.step_seconds(run, now)

@@ -265,6 +265,12 @@ class Tracker:
         pending = len(self.pages) - len(self.pages_done)
         return training + (sum(executed) / len(executed) if executed and pending else 0.0)
 
+    def label(self, run: str) -> str:
+        """How the display names a run of this build (with its seed when it has several)."""
+        seeds = len({r.plan.seed for r in self.runs.values()})
+        r = self.runs.get(run)
+        return run_label(r.plan.model, r.plan.seed, seeds) if r else run.partition("@")[0]
+
     def active(self) -> list[str]:
         """The runs training now."""
         return [n for n, r in self.runs.items() if r.started is not None and not r.done]
