@@ -233,7 +233,8 @@ class RichDisplay(Display):
         c = t.counts()
         done_pages = len(t.pages_done)
         left = t.build_left(now)
-        parts = [f"{c['trained']} trained, {c['loaded']} cached, {c['to_train']} to train",
+        parts = [f"{c['trained']} trained, {c['loaded'] + c['cached']} cached, {c['to_train']} "
+                 "to train",
                  f"pages {done_pages}/{len(t.pages)}"]
         if c["to_train"]:
             parts.append(f"about {duration(left)} left" if left is not None
