@@ -312,7 +312,7 @@ def summary_lines(result: Any) -> list[str]:
         f"from the run cache: {', '.join(loaded) or 'nothing'}; pages: {len(executed)} "
         f"executed, {len(result.pages) - len(executed)} from the page cache",
         f"time: data {duration(stages.get('data'))}, plan {duration(stages.get('plan'))}, "
-        f"training {duration(training)} and pages "
+        f"training {duration(training) if trained else 'none'} and pages "
         f"{duration(sum(p.seconds for p in executed))} (side by side: "
         f"{duration(stages.get('execute'))}), docs {duration(stages.get('docs'))}, site "
         f"{duration(stages.get('site'))}; total {duration(result.seconds)}",
