@@ -103,9 +103,11 @@ def test_the_first_batch_which_traces_the_graph_is_left_out_of_the_rate() -> Non
     t.feed(RunStarted("one@0", 2, 10), now=0)
     t.feed(BatchDone("one@0", 1, 2, 1, 10), now=20.0)  # tracing: 20 s
     assert t.step_seconds("one@0", 20.0) == pytest.approx(20.0)  # all there is so far
+    assert not t.settled("one@0")  # the display says it is measuring
     for batch in range(2, 5):
         t.feed(BatchDone("one@0", 1, 2, batch, 10), now=20.0 + 2 * (batch - 1))
     assert t.step_seconds("one@0", 26.0) == pytest.approx(2.0)
+    assert t.settled("one@0")
 
 
 def test_the_build_estimate_adds_a_page_after_the_training() -> None:

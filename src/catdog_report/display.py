@@ -119,7 +119,8 @@ class PlainDisplay(Display):
         """A throttled progress line for batches; a run's clock restarts at each epoch."""
         if isinstance(event, RunStarted | EpochDone):
             self.last[event.run] = now
-        elif isinstance(event, BatchDone) and not self.quiet:
+        elif isinstance(event, BatchDone) and not self.quiet and self.tracker.settled(
+                event.run):
             if now - self.last.setdefault(event.run, now) >= self.every:
                 self.last[event.run] = now
                 self.line(progress_line(self.tracker, event, now))
@@ -222,9 +223,10 @@ class RichDisplay(Display):
 
     def _run_info(self, run: str, now: float) -> str:
         step = self.tracker.step_seconds(run, now)
-        rate = f"{step:.2f} s/step" if step else "measuring"
-        return (f"{rate} · epoch {duration(self.tracker.epoch_left(run, now))} left · run "
-                f"{duration(self.tracker.run_left(run, now))} left")
+        if not step or not self.tracker.settled(run):
+            return "measuring the step time"
+        return (f"{step:.2f} s/step · epoch {duration(self.tracker.epoch_left(run, now))} "
+                f"left · run {duration(self.tracker.run_left(run, now))} left")
 
     def _update_build(self, now: float) -> None:
         if self.build_task is None:

@@ -265,6 +265,12 @@ class Tracker:
         pending = len(self.pages) - len(self.pages_done)
         return training + (sum(executed) / len(executed) if executed and pending else 0.0)
 
+    def settled(self, run: str) -> bool:
+        """Whether a run has a measure of its own beyond its first batch (which also traces
+        the graph, so its time says little of the steps after it)."""
+        r = self.runs.get(run)
+        return r is not None and bool(r.epoch_seconds or r.batch > 1)
+
     def label(self, run: str) -> str:
         """How the display names a run of this build (with its seed when it has several)."""
         seeds = len({r.plan.seed for r in self.runs.values()})
