@@ -160,6 +160,28 @@ def test_verbose_and_quiet_together_is_an_error(capsys: pytest.CaptureFixture[st
     assert "contradict" in capsys.readouterr().err
 
 
+def test_a_kernel_relays_its_warnings_and_keeps_the_rest_for_verbose(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What a page kernel writes to stderr (kernel._relay): the library's warnings reach
+    the build's terminal; its info lines (facts the build already said) and TensorFlow's
+    start-up notices only -v shows; the page's log file keeps everything."""
+    from catdog_report import kernel
+
+    caplog.set_level(logging.DEBUG, logger="catdog_report")
+    read, write = os.pipe()
+    os.write(write, b"    INFO model_one: trained by this build (abc)\n"
+                    b"    WARNING skipping cats/1.jpg: not an image\n"
+                    b"I0000 00:00:17.1 port.cc:153] oneDNN custom operations are on.\n")
+    os.close(write)
+    kernel._relay(read, tmp_path / "page.log")
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "catdog_report.kernel"]
+    assert said == [(logging.DEBUG, "kernel: INFO model_one: trained by this build (abc)"),
+                    (logging.WARNING, "    skipping cats/1.jpg: not an image"),
+                    (logging.DEBUG, "kernel: I0000 00:00:17.1 port.cc:153] oneDNN custom "
+                                    "operations are on.")]
+    assert "trained by this build" in (tmp_path / "page.log").read_text()
+
+
 # ------------------------------------------------------------------------------ a whole build
 
 TWO_RUNS_NAV = ("nav:\n  - Introduction: index.md\n  - Model one: model-one.md\n"
