@@ -124,7 +124,7 @@ def parse_build_log(text: str) -> dict[str, Any]:
     """Which pages executed or came from the page cache, which models trained, what imported."""
     executed, cached = [], []
     for _, _, name, how in PAGE_RE.findall(text):
-        if how == "executing":
+        if how == "executed in":  # the one line a page says off a terminal
             executed.append(name)
         elif how == "cached":
             cached.append(name)

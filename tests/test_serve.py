@@ -337,7 +337,7 @@ def test_ctrl_c_mid_page_stops_the_kernel_and_frees_the_port(tiny_project: Path,
                            page.read_text(), count=1))
     served = start_serve(tiny_project)
     served.wait_for(r"serving .* on http://127\.0\.0\.1:\d+/")
-    served.wait_for(r"\] index: executing")
+    served.wait_for(r"may need training")  # the pages start next (one line each, when done)
     deadline = time.monotonic() + 30
     while not (kernels := _kernels_of(served.process.pid)) and time.monotonic() < deadline:
         time.sleep(0.1)

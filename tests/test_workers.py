@@ -2,6 +2,7 @@
 parents first."""
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -35,9 +36,17 @@ def _train(tmp_path: Path, n_workers: int, stop: threading.Event | None = None,
     return book
 
 
-def test_workers_train_the_same_runs_as_one_by_one(tmp_path: Path) -> None:
+def test_workers_train_the_same_runs_as_one_by_one(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
     one = _train(tmp_path / "one", 1)
+    caplog.clear()
+    caplog.set_level(logging.INFO)
     two = _train(tmp_path / "two", 2)
+    said = [r.getMessage() for r in caplog.records]  # the workers' lines reach this process
+    for run in ("small seed 0", "small seed 1", "tuned seed 0", "tuned seed 1"):
+        assert sum(m.startswith(f"training {run}: ") for m in said) == 1, said
+        assert sum(m.startswith(f"{run}: trained in ") for m in said) == 1, said
+        assert any(m.startswith(f"{run} epoch 1/") for m in said), said
     assert {i: e["key"] for i, e in one.by_id.items()} == {
         i: e["key"] for i, e in two.by_id.items()}  # same keys: same inputs, same cache
     order = two.order  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from .config import DATASET_FILE, ENV_BUILD, ENV_SETTINGS, RUNS_FILE, Settings
 from .errors import BuildError, CatdogError, PageError
 from .kernel import KERNEL
 from .plan import Needs, Plan, make_plan, page_needs, run_id
+from .progress import BuildPlanned, PageDone, PageStarted, RunPlan, StageDone, emit
 from .study import Study
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class BuildResult:
     failures: list[str] = field(default_factory=list)
     published: bool = False
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # data, plan, execute, docs, site
 
 
 def library_digest() -> str:
@@ -54,6 +56,7 @@ def study_digest(settings: Settings) -> str:
 
 def resolve_data(settings: Settings) -> data.Dataset:
     """The dataset of this build (generated offline for a synthetic profile)."""
+    t0 = time.perf_counter()
     spec = settings.profile_spec
     if spec.synthetic:
         from . import demo_data
@@ -63,9 +66,10 @@ def resolve_data(settings: Settings) -> data.Dataset:
     else:
         root, source = data.locate(settings.data_dir, settings.study.data)
     dataset = data.scan(settings, root, source)
-    log.info("data: %s (%s); train %d, validation %d, test %d images; %d skipped",
-             root.name, source, len(dataset.train), len(dataset.validation),
-             len(dataset.test), len(dataset.skipped))
+    emit(log, StageDone("data", time.perf_counter() - t0),
+         "data: %s (%s); train %d, validation %d, test %d images; %d skipped",
+         root.name, source, len(dataset.train), len(dataset.validation),
+         len(dataset.test), len(dataset.skipped))
     return dataset
 
 
@@ -319,7 +323,8 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
         """Take the page from the page cache if its key is stored there."""
         node.page = pages.load_cached(store, node.key, node.name, node.path)
         if node.page is not None:
-            log.info("[%d/%d] %s: cached", node.number, total, node.name)
+            emit(log, PageDone(node.name, True, 0.0), "[%d/%d] %s: cached", node.number,
+                 total, node.name)
         return node.page is not None
 
     async def one(node: Any) -> None:
@@ -341,13 +346,15 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             if errors:  # an earlier page failed and the build stops
                 return
             t0 = time.perf_counter()
-            log.info("[%d/%d] %s: executing", node.number, total, node.name)
+            emit(log, PageStarted(node.name), "[%d/%d] %s: executing", node.number, total,
+                 node.name)
             try:
                 page = await pages.run_page_async(node.path, kernel_env(settings),
                                                   settings.build_dir / "logs",
                                                   settings.cell_limit)
             except PageError as exc:
-                log.error("%s", exc)
+                emit(log, PageDone(node.name, False, time.perf_counter() - t0, failed=True),
+                     "%s", exc, level=logging.ERROR)
                 if settings.publish_failures:  # the serve loop: show it, never cache it
                     node.page = pages.failure_page(node.path, exc)
                     result.failures.append(str(exc))
@@ -360,8 +367,9 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             page.runs = [book.by_id[i] for i in node.ids]  # the stamp: as this build had them
             pages.save(store, node.key, page)
             node.page = page
-            log.info("[%d/%d] %s: executed in %.1f s", node.number, total, node.name,
-                     time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            emit(log, PageDone(node.name, False, seconds), "[%d/%d] %s: executed in %.1f s",
+                 node.number, total, node.name, seconds)
 
     await asyncio.gather(*[one(node) for node in plan.pages])
     if errors:
@@ -425,6 +433,25 @@ def project_lock(build_dir: Path) -> Iterator[None]:
         yield
 
 
+def announce(settings: Settings, dataset: data.Dataset, plan: Plan) -> None:
+    """Say what the build will do (said before TensorFlow loads: the pages showing the
+    runs to train wait for them): the plan event of the progress display."""
+    from . import training
+
+    steps = training.steps_per_epoch(len(dataset.train), settings.batch_size)
+    earlier = training.earlier_step_seconds(settings) if plan.to_train else {}
+    runs = tuple(RunPlan(run_id(m, s), m, s, settings.epochs_for(m), steps,
+                         run_id(m, s) in plan.known, earlier.get(m))
+                 for m in plan.runs for s in plan.seeds)
+    event = BuildPlanned(runs, tuple(n.name for n in plan.pages), settings.workers)
+    if plan.to_train:
+        emit(log, event, "may need training (no cached run known for its inputs): %s",
+             ", ".join(plan.to_train))
+    else:
+        emit(log, event, "plan: %d page(s); %d run(s), all in the run cache", len(plan.pages),
+             len(runs), level=logging.DEBUG)  # each run says so when it is ready
+
+
 def _build(settings: Settings) -> BuildResult:
     """The build itself, under the project lock."""
     t0 = time.perf_counter()
@@ -434,31 +461,48 @@ def _build(settings: Settings) -> BuildResult:
 
     for store in (pages.page_store(settings.cache_root), run_store(settings)):
         store.sweep()  # temp folders of killed builds
+    stage = time.perf_counter()
+
+    def lap(name: str) -> float:
+        nonlocal stage
+        now = time.perf_counter()
+        result.stages[name] = now - stage
+        stage = now
+        return result.stages[name]
+
     dataset = resolve_data(settings)
     data.write_dataset(settings.build_dir / DATASET_FILE, dataset)
+    lap("data")
     base, base_text = weights.resolve(settings)  # fail early; kernels get an absolute path
     if base not in (None, "imagenet"):
         settings = settings.replace(weights=Path(base))
     plan = plan_build(settings, dataset, base)
-    if plan.to_train:  # said before TensorFlow loads: the pages showing them will wait
-        log.info("may need training (no cached run known for its inputs): %s",
-                 ", ".join(plan.to_train))
+    announce(settings, dataset, plan)
+    lap("plan")
     execute(settings, dataset, plan, base, result)
+    lap("execute")
     result.pages = [node.page for node in plan.pages if node.page is not None]
     if result.failures and not settings.publish_failures:
         raise BuildError(f"{len(result.failures)} page(s) failed; site/ was not changed:\n"
                          + "\n".join(result.failures))
     docs = settings.build_dir / "docs"
     written = site.sync_docs(docs, docs_files(settings, plan, dataset, base_text))
-    log.info("docs: %d file(s) written to %s", written, docs)
+    log.debug("docs: %d file(s) written to %s", written, docs)
     write_atomic(settings.build_dir / "manifest.json", json.dumps({
         "profile": settings.profile, "manifest": dataset.manifest,
         "runs": result.seeds,
         "pages": [{"name": n.name, "cached": n.page.cached, "seconds": n.page.seconds,
                    "runs": list(n.runs)} for n in plan.pages if n.page]},
         indent=1, sort_keys=True))
+    lap("docs")
     result.published = site.publish(settings.project_dir, settings.site_dir, docs,
                                     settings.engine)
+    done = StageDone("site", lap("site"))
+    if result.published:
+        emit(log, done, "site: built with %s in %.1f s", settings.engine, done.seconds)
+    else:
+        emit(log, done, "site: %s is up to date (%s not run)", settings.site_dir,
+             settings.engine)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import display, progress
 from .config import STRATEGIES, Settings
+from .display import summary_lines
 from .errors import CatdogError, ConfigError
 
 log = logging.getLogger("catdog_report")
@@ -58,10 +60,27 @@ def _seeds(values: Sequence[str]) -> dict[str, Any]:
     return {"seeds": count, "model_seeds": per_model}
 
 
+def _output_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """What the terminal shows: before the command (with defaults) or after it."""
+    default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                   help="everything: debug logs, TensorFlow's and MkDocs' own output, "
+                        "tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                   help="only errors and the final line")
+    p.add_argument("--progress", choices=display.MODES,
+                   default=default(os.environ.get("CATDOG_PROGRESS", "auto")),
+                   help="live: a live display (rich); plain: plain lines (no control "
+                        "characters); auto (default, or CATDOG_PROGRESS): live on a terminal")
+    p.add_argument("--progress-every", type=float, default=default(display.PLAIN_EVERY),
+                   metavar="SECONDS", help="plain lines: at most one progress line per "
+                   f"SECONDS inside an epoch (default {display.PLAIN_EVERY:.0f})")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser."""
     p = argparse.ArgumentParser(prog="catdog-report", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
+    _output_options(p, defaults=True)
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="execute the pages and publish site/")
     _build_options(b)
@@ -73,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
                    "127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    for command in (b, s):
+        _output_options(command, defaults=False)
     c = sub.add_parser("check-site", help="check every link and image in site/ resolves")
     c.add_argument("site", type=Path, nargs="?", default=Path("site"))
     g = sub.add_parser("demo-data", help="write the synthetic demo data set to a folder")
@@ -148,10 +169,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind like Ctrl-C
     settings = _settings(args)
     result = build(settings)
+    shown = args.display
+    if not args.quiet:
+        for line in summary_lines(result):
+            shown.line(line)
     executed = [p.name for p in result.pages if not p.cached]
-    log.info("built %d pages in %.1f s (%d executed: %s); site %s", len(result.pages),
-             result.seconds, len(executed), ", ".join(executed) or "none",
-             "published to " + str(settings.site_dir) if result.published else "unchanged")
+    shown.final(f"built {len(result.pages)} pages in {result.seconds:.1f} s ({len(executed)} "
+                f"executed: {', '.join(executed) or 'none'}); site "
+                + ("published to " + str(settings.site_dir) if result.published
+                   else "unchanged"))
     return 0
 
 
@@ -216,21 +242,36 @@ COMMANDS: dict[str, Any] = {"build": cmd_build, "serve": cmd_serve,
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = parser().parse_args(argv)
+    if args.verbose and args.quiet:
+        sys.stderr.write("catdog-report: error: -v and -q contradict each other; give one\n")
+        return 2
     timed = args.command == "serve"  # a long session: say when things happened
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(message)s" if timed else "%(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
+    args.display = shown = display.make(args.verbose, args.quiet, timed, mode=args.progress,
+                                        every=args.progress_every)
+    root, own = logging.getLogger(), logging.getLogger("catdog_report")
+    levels = root.level, own.level
+    root.addHandler(shown)
+    root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    own.setLevel(progress.TICK)  # progress events reach the display, which filters
+    logging.captureWarnings(True)  # Keras's warnings: shown with -v
     t0 = time.perf_counter()
     try:
         return COMMANDS[args.command](args)
     except CatdogError as exc:
         if not _interrupted():
+            shown.close()
             if args.verbose:
                 traceback.print_exc()
             sys.stderr.write(f"catdog-report: error: {exc}\n")
             return exc.exit_code
     except KeyboardInterrupt:
         pass
+    finally:
+        shown.close()
+        root.removeHandler(shown)
+        root.setLevel(levels[0])
+        own.setLevel(levels[1])
+        logging.captureWarnings(False)
     sys.stderr.write(f"catdog-report: interrupted after {time.perf_counter() - t0:.0f} s; "
                      "caches and site/ are unchanged by the unfinished step\n")
     return 130

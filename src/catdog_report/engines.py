@@ -55,7 +55,7 @@ def render_site(engine: str, config: Path, docs: Path, out: Path) -> None:
         raise BuildError(f"site config {config} does not exist; restore mkdocs.yml")
     if not docs.is_dir():
         raise BuildError(f"docs folder {docs} does not exist; run the build to generate it")
-    log.info("building the site with %s into %s", engine, out)
+    log.debug("building the site with %s into %s", engine, out)
     if engine == "mkdocs":
         _build_mkdocs(config, docs, out)
     else:

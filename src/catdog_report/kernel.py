@@ -197,8 +197,15 @@ def _relay(fd: int, log_file: Path | None) -> None:
         for line in stream:
             if sink:
                 sink.write(line)
-            if line.startswith(PROGRESS_PREFIX):
-                log.info("%s", line.rstrip())
+            if line.startswith(PROGRESS_PREFIX):  # "    LEVEL message" (notebook.py)
+                name, _, message = line[len(PROGRESS_PREFIX):].rstrip().partition(" ")
+                level = logging.getLevelName(name)
+                if isinstance(level, int) and level >= logging.WARNING:
+                    log.log(level, "%s%s", PROGRESS_PREFIX, message)
+                else:  # what the build itself already said (a run loaded, images decoded)
+                    log.debug("kernel: %s", line.strip())
+            elif line.strip():  # TensorFlow's start-up notices and the like: -v shows them
+                log.debug("kernel: %s", line.rstrip())
     if sink:
         sink.close()
 

@@ -32,7 +32,7 @@ def _log_to_terminal() -> None:
     root = logging.getLogger("catdog_report")
     if os.environ.get(config.ENV_SETTINGS) and not root.handlers:
         handler = logging.StreamHandler(sys.__stderr__)
-        handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler.setFormatter(logging.Formatter("    %(levelname)s %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         root.propagate = False

@@ -90,7 +90,7 @@ def publish(project: Path, site: Path, docs: Path, engine: str = "mkdocs") -> bo
     wanted = docs_digest(docs, project, engine)
     marker = site / DIGEST_FILE
     if marker.is_file() and marker.read_text() == wanted:
-        log.info("site/ is up to date; %s not run", engine)
+        log.debug("site/ is up to date; %s not run", engine)
         return False
     try:
         tmp = Path(tempfile.mkdtemp(dir=site.parent, prefix="site.tmp-"))

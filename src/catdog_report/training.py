@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +25,8 @@ from .cache import Store, digest, file_digest, write_atomic
 from .config import ENV_BUILD, RUNS_FILE, Settings
 from .data import Dataset
 from .errors import CacheError, ConfigError, TrainingError
+from .plan import run_id
+from .progress import TICK, BatchDone, EpochDone, RunDone, RunStarted, emit, run_label
 from .weights import weights_id
 
 log = logging.getLogger(__name__)
@@ -185,11 +190,48 @@ def precision_policy(precision: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy("float32")
 
 
-class EpochLog:
-    """A Keras callback that logs one line per epoch."""
+NATIVE_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|"
+                          r"[IWE]\d{4} |To enable the following instructions)")
 
-    def __new__(cls, name: str, epochs: int, stop: threading.Event | None = None) -> Any:
+
+def import_tensorflow() -> None:
+    """Import TensorFlow (once per process) with its native start-up lines (absl's banner,
+    oneDNN's and cpu_feature_guard's notices, which TF_CPP_MIN_LOG_LEVEL no longer hides)
+    kept off the terminal: they are logged at debug, and with the root logger at debug (-v)
+    nothing is held back; anything else written to the process's stderr meanwhile is
+    written there after the import."""
+    if "tensorflow" in sys.modules or logging.getLogger().isEnabledFor(logging.DEBUG):
+        import keras  # noqa: F401
+
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said = sink.read().decode(errors="replace")
+    for line in said.splitlines(keepends=True):
+        if NATIVE_NOISE.match(line):
+            log.debug("tensorflow: %s", line.rstrip())
+        else:
+            sys.stderr.write(line)
+
+
+class EpochLog:
+    """A Keras callback that logs one line per epoch and a progress event per batch."""
+
+    def __new__(cls, name: str, epochs: int, stop: threading.Event | None = None,
+                run: str | None = None) -> Any:
         import keras
+
+        run = run or name
 
         class _Log(keras.callbacks.Callback):
             seconds: list[float] = []
@@ -201,13 +243,21 @@ class EpochLog:
                 if stop is not None and stop.is_set():  # the build was interrupted
                     raise KeyboardInterrupt
 
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                steps = int((self.params or {}).get("steps") or 0)
+                epoch = len(self.seconds) + 1
+                emit(log, BatchDone(run, epoch, epochs, batch + 1, steps),
+                     "%s epoch %d/%d: batch %d/%d", name, epoch, epochs, batch + 1, steps,
+                     level=TICK)
+
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 logs = logs or {}
                 self.seconds.append(round(time.perf_counter() - self.t0, 3))
-                log.info("%s epoch %d/%d: loss %.4f, accuracy %.4f, val_accuracy %.4f (%.1f s)",
-                         name, epoch + 1, epochs, logs.get("loss", float("nan")),
-                         logs.get("accuracy", float("nan")),
-                         logs.get("val_accuracy", float("nan")), self.seconds[-1])
+                emit(log, EpochDone(run, epoch + 1, epochs, self.seconds[-1]),
+                     "%s epoch %d/%d: loss %.4f, accuracy %.4f, val_accuracy %.4f (%.1f s)",
+                     name, epoch + 1, epochs, logs.get("loss", float("nan")),
+                     logs.get("accuracy", float("nan")),
+                     logs.get("val_accuracy", float("nan")), self.seconds[-1])
 
         return _Log()
 
@@ -246,6 +296,7 @@ def environment() -> dict[str, Any]:
     """Where a run was trained: versions, devices, intra-op threads (they set the rounding)."""
     import platform
 
+    import_tensorflow()
     import tensorflow as tf
 
     return {
@@ -265,10 +316,13 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
 
     epochs = settings.epochs_for(name)
     ds = data.pipelines(arrays, settings.batch_size, settings.seed)
-    log.info("training %s: %d epoch%s on %d images", name, epochs, "s" * (epochs != 1),
-             len(dataset.train))
+    run = run_id(name, settings.seed)
+    label = run_label(name, settings.seed, len(settings.seed_list))
+    emit(log, RunStarted(run, epochs, steps_per_epoch(len(dataset.train), settings.batch_size)),
+         "training %s: %d epoch%s on %d images", label, epochs, "s" * (epochs != 1),
+         len(dataset.train))
     t0 = time.perf_counter()
-    epoch_log = EpochLog(name, epochs, stop)
+    epoch_log = EpochLog(label, epochs, stop, run)
     epoch_log.seconds = []
     hist = model.fit(ds["train"], validation_data=ds["validation"], epochs=epochs, verbose=0,
                      callbacks=[epoch_log], shuffle=False)  # the pipeline shuffles
@@ -333,6 +387,7 @@ def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
     atomically under a per-key lock. Setting `stop` (from another thread) makes training
     raise KeyboardInterrupt at its next batch; nothing is stored.
     """
+    import_tensorflow()
     import keras
 
     from . import models
@@ -364,7 +419,7 @@ def _fit_or_load(model: Any, name: str, settings: Settings, dataset: Dataset,
             folder = store.put(key, lambda tmp: _train(model, name, settings, dataset, arrays,
                                                        tmp, parts, stop))
         else:
-            log.info("%s: loaded from the run cache (%s)", name, key[:12])
+            log.debug("%s: found in the run cache (%s)", name, key[:12])
     return load_run(folder, cached)
 
 
@@ -443,12 +498,54 @@ def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
     store = run_store(settings)
     folder = store.get(known) if known else None
     if folder is not None:
-        log.info("%s: loaded from the run cache (%s)", name, known[:12])  # type: ignore[index]
-        return run_entry(load_run(folder), trained=False)
-    run = fit(name, settings, dataset, arrays(), weights, parent, stop)
-    memo = memo_keys(settings, dataset, weights)[name]
-    write_atomic(_memo_path(settings, memo), json.dumps({"model": name, "key": run.record["key"]}))
-    return run_entry(run, trained=not run.cached)
+        entry = run_entry(load_run(folder), trained=False)
+    else:
+        run = fit(name, settings, dataset, arrays(), weights, parent, stop)
+        memo = memo_keys(settings, dataset, weights)[name]
+        write_atomic(_memo_path(settings, memo),
+                     json.dumps({"model": name, "key": run.record["key"]}))
+        entry = run_entry(run, trained=not run.cached)
+    _say_ready(name, settings, entry)
+    return entry
+
+
+def _say_ready(name: str, settings: Settings, entry: dict[str, Any]) -> None:
+    """One line (and event) per run ready: trained now, or found in the run cache."""
+    trained, seconds = bool(entry["trained"]), float(entry["train_seconds"])
+    how = f"trained in {seconds:.1f} s" if trained else "loaded from the run cache"
+    emit(log, RunDone(run_id(name, settings.seed), trained, seconds if trained else 0.0),
+         "%s: %s (%s)", run_label(name, settings.seed, len(settings.seed_list)), how,
+         entry["key"][:12])
+
+
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Training steps per epoch (the last batch may be short)."""
+    return max(1, math.ceil(images / max(1, batch_size)))
+
+
+def earlier_step_seconds(settings: Settings) -> dict[str, float]:
+    """Per model, the seconds per training step (validation included) of its latest run in
+    the run cache trained with this batch and image size and thread count: an estimate
+    from an earlier build on this machine (no TensorFlow, records only)."""
+    entries = run_store(settings).entries
+    best: dict[str, tuple[str, float]] = {}
+    threads = intra_op_threads()
+    for path in entries.glob(f"*/{RECORD_FILE}") if entries.is_dir() else ():
+        try:
+            r = json.loads(path.read_text())
+            if (r["batch_size"], r["image_size"]) != (settings.batch_size,
+                                                      settings.image_size):
+                continue
+            if r["environment"].get("intra_op_threads") not in (None, threads):
+                continue
+            steps = steps_per_epoch(int(r["images"]["train"]), r["batch_size"])
+            epochs = [float(s) for s in r["epoch_seconds"]]
+            step = sum(epochs) / (len(epochs) * steps)
+            if r["model"] not in best or r["trained_at"] > best[r["model"]][0]:
+                best[r["model"]] = (r["trained_at"], step)
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+            continue
+    return {model: step for model, (_, step) in best.items()}
 
 
 def read_runs(build_dir: Path, key: str = "runs") -> dict[str, Any]:
@@ -476,7 +573,7 @@ def load_given(name: str, settings: Settings, entry: dict[str, Any]) -> Run:
                          f"loaded, is no longer in the run cache {store.root}; run the build "
                          "again")
     run = load_run(folder, cached=not entry["trained"])
-    log.info("%s: %s (%s)", name, "trained by this build" if entry["trained"]
+    log.debug("%s: %s (%s)", name, "trained by this build" if entry["trained"]
              else "loaded from the run cache", entry["key"][:12])
     return run
 

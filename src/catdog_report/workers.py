@@ -30,11 +30,23 @@ from .errors import CatdogError
 log = logging.getLogger(__name__)
 
 
-def _init(threads: int, level: int) -> None:
-    """In each worker, before TensorFlow loads: the build's intra-op threads, logs to stderr."""
+def _init(threads: int, levels: tuple[int, int], queue: Any) -> None:
+    """In each worker, before TensorFlow loads: the build's intra-op threads; its log records
+    (progress events included) go to the build process through queue."""
+    from logging.handlers import QueueHandler
+
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=level, format="%(message)s")
+    root = logging.getLogger()
+    root.handlers[:] = [QueueHandler(queue)]
+    root.setLevel(levels[0])
+    logging.getLogger("catdog_report").setLevel(levels[1])
+
+
+def _relay(queue: Any) -> None:
+    """In the build process: hand each worker's log record to its logger here, until None."""
+    while (record := queue.get()) is not None:
+        logging.getLogger(record.name).handle(record)
 
 
 def _run(name: str, settings_json: str, dataset_file: str, base: str | None,
@@ -64,14 +76,20 @@ def train(jobs: list[tuple[str, Settings, str | None]], workers: int, dataset_fi
     are); done() is called in this process as each run is ready. Setting `stop` kills the
     workers; nothing half-trained is stored."""
     import multiprocessing
+    import threading
 
     from .training import intra_op_threads
 
     pending = list(jobs)
     finished = set(finished or ())
     running: dict[Future[dict[str, Any]], tuple[str, Settings]] = {}
-    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _init,
-                               (intra_op_threads(), log.getEffectiveLevel()))
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    relay = threading.Thread(target=_relay, args=(queue,), daemon=True)
+    relay.start()
+    levels = (logging.getLogger().getEffectiveLevel(),
+              logging.getLogger("catdog_report").getEffectiveLevel())
+    pool = ProcessPoolExecutor(workers, context, _init, (intra_op_threads(), levels, queue))
     t0 = time.perf_counter()
     try:
         while pending or running:
@@ -96,3 +114,6 @@ def train(jobs: list[tuple[str, Settings, str | None]], workers: int, dataset_fi
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        queue.put(None)  # after the last record of the workers that finished
+        queue.cancel_join_thread()  # a killed worker may hold the queue's lock: never wait
+        relay.join(timeout=5)
