@@ -302,7 +302,12 @@ def import_builders(settings: Settings, plan: Plan) -> None:
     the build (naming study.yml and the model) before any page kernel starts."""
     if settings.workers > 1:  # the workers import them; their source was checked in the plan
         return
-    for name in dict.fromkeys(i.partition("@")[0] for i in plan.to_train):
+    names = list(dict.fromkeys(i.partition("@")[0] for i in plan.to_train))
+    if names:
+        from .training import import_tensorflow
+
+        import_tensorflow()  # builders import Keras: its start-up lines stay off the terminal
+    for name in names:
         settings.study.builder(name)
 
 
