@@ -119,3 +119,25 @@ def test_the_build_estimate_adds_a_page_after_the_training() -> None:
     assert t.build_left(0) == pytest.approx(28.0)  # and page "one", as long as index took
     t.feed(PageDone("one", True, 0.0), now=0)
     assert t.build_left(0) == pytest.approx(20.0)
+
+
+def test_the_plan_event_names_every_run_of_the_plan_with_seeds_per_model(
+        caplog: pytest.LogCaptureFixture, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from catdog_report import build, data
+    from catdog_report.config import Settings
+    from catdog_report.plan import Needs, make_plan
+    from conftest import make_images
+    from test_study import write_study
+
+    study_file = write_study(tmp_path)
+    images = make_images(tmp_path / "shapes", classes=("circles", "squares"))
+    settings = Settings(profile="quick", project_dir=tmp_path, study_file=study_file,
+                        data_dir=images, cache_dir=tmp_path / "cache", image_size=32,
+                        seeds=2, model_seeds={"tuned": 1})
+    reads_all = ("comparison", tmp_path / "comparison.md", "", Needs((), True))
+    plan = make_plan(settings.study, [reads_all], {}, {},
+                     {m: settings.seeds_for(m) for m in settings.study.models})
+    caplog.set_level(logging.DEBUG, logger="catdog_report")
+    build.announce(settings, data.scan(settings, images), plan)
+    event = next(progress.event_of(r) for r in caplog.records if progress.event_of(r))
+    assert [r.run for r in event.runs] == plan.ids == ["small@0", "small@1", "tuned@0"]

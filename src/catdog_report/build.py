@@ -447,7 +447,7 @@ def announce(settings: Settings, dataset: data.Dataset, plan: Plan) -> None:
     earlier = training.earlier_step_seconds(settings) if plan.to_train else {}
     runs = tuple(RunPlan(run_id(m, s), m, s, settings.epochs_for(m), steps,
                          run_id(m, s) in plan.known, earlier.get(m))
-                 for m in plan.runs for s in plan.seeds)
+                 for m in plan.runs for s in plan.seeds_of(m))
     event = BuildPlanned(runs, tuple(n.name for n in plan.pages), settings.workers)
     if plan.to_train:
         emit(log, event, "may need training (no cached run known for its inputs): %s",
