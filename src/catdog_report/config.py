@@ -133,8 +133,7 @@ class Settings:
     def seed_list(self) -> list[int]:
         """Every training seed of the build: seed, seed + 1, ... up to the most any model
         has (--seeds, else the profile's seeds; --seeds MODEL=N for one model)."""
-        count = self.seeds or self.profile_spec.seeds
-        return [self.seed + i for i in range(max([count, *self.model_seeds.values()]))]
+        return max((self.seeds_for(m) for m in self.study.models), key=len)
 
     def seeds_for(self, model: str) -> list[int]:
         """The training seeds of one model: seed, seed + 1, ... (its --seeds MODEL=N, else

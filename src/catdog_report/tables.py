@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from statistics import fmean
 from typing import Any
 
 import numpy as np
@@ -54,22 +55,17 @@ def run_summary(records: Sequence[Mapping[str, Any]], title: str | None = None) 
         "total params": first["params"]["total"],
         "trainable params": first["params"]["trainable"],
         "epochs": first["epochs"],
-        "train time (s)": _mean(r["train_seconds"] for r in records),
-        "final val acc": _mean(r["history"]["val_accuracy"][-1] for r in records),
+        "train time (s)": fmean(r["train_seconds"] for r in records),
+        "final val acc": fmean(r["history"]["val_accuracy"][-1] for r in records),
         "settled val acc": f"{min(lows):.1%}–{max(highs):.1%}",
-        "train−val gap": _mean(r["history"]["accuracy"][-1] - r["history"]["val_accuracy"][-1]
+        "train−val gap": fmean(r["history"]["accuracy"][-1] - r["history"]["val_accuracy"][-1]
                                for r in records),
-        "test loss": _mean(r["test"]["loss"] for r in records),
-        "test acc": _mean(r["test"]["accuracy"] for r in records),
+        "test loss": fmean(r["test"]["loss"] for r in records),
+        "test acc": fmean(r["test"]["accuracy"] for r in records),
         "test n": len(first["predictions"]["true"]),
         "val n": first["images"]["validation"],
         "precision": first.get("precision", "float32"),
     }
-
-
-def _mean(values: Any) -> float:
-    numbers = [float(v) for v in values]
-    return sum(numbers) / len(numbers)
 
 
 def comparison_table(records: Mapping[str, Sequence[Mapping[str, Any]]], baseline: float,
@@ -242,10 +238,10 @@ def reproduction_table(claims: Sequence[Any], records: Mapping[str, Sequence[Map
             continue
         if claim.metric == "val_accuracy":
             n = runs[0]["images"]["validation"]
-            acc = _mean(r["history"]["val_accuracy"][-1] for r in runs)
+            acc = fmean(r["history"]["val_accuracy"][-1] for r in runs)
         else:
             n = len(runs[0]["predictions"]["true"])
-            acc = _mean(r["test"]["accuracy"] for r in runs)
+            acc = fmean(r["test"]["accuracy"] for r in runs)
         low, high = stats.accuracy_interval(acc, n)
         seeds = f", mean of {len(runs)} seeds" if len(runs) > 1 else ""
         rows.append({"model": titles.get(claim.model, claim.model),
