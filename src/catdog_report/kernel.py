@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,9 +27,7 @@ _ROOT: list[Any] = []  # the task a signal cancels: the whole batch of pages
 
 
 def _client_class() -> Any:
-    """nbclient's client, with SIGINT/SIGTERM stopping the kernels and unwinding the build."""
-    import contextlib
-
+    """nbclient's client, remembering the cell it is executing."""
     from nbclient import NotebookClient
 
     class Client(NotebookClient):  # type: ignore[misc]
@@ -39,22 +38,27 @@ def _client_class() -> Any:
             self.current = cell_index
             return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
 
-        @contextlib.asynccontextmanager
-        async def async_setup_kernel(self, **kwargs: Any) -> Any:
-            async with super().async_setup_kernel(**kwargs):
-                _install_signal_handlers()  # replaces nbclient's handlers
-                yield
-
     return Client
 
 
-def _install_signal_handlers() -> None:
-    import asyncio
+@contextlib.contextmanager
+def _signals_stay_with_the_build(loop: Any) -> Iterator[None]:
+    """While pages run, SIGINT and SIGTERM cancel the whole batch. nbclient adds its own
+    handlers for each page and removes them when the page ends, which would leave the next
+    Ctrl-C to raise KeyboardInterrupt in whatever line runs then (a page's cache write, say):
+    its calls for these two signals are ignored until the batch ends."""
     import signal
 
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    owned = (signal.SIGINT, signal.SIGTERM)
+    for sig in owned:
         loop.add_signal_handler(sig, _on_signal)
+    add, remove = loop.add_signal_handler, loop.remove_signal_handler
+    loop.add_signal_handler = lambda sig, *args: None if sig in owned else add(sig, *args)
+    loop.remove_signal_handler = lambda sig: False if sig in owned else remove(sig)
+    try:
+        yield
+    finally:
+        del loop.add_signal_handler, loop.remove_signal_handler  # the loop's own again
 
 
 def _on_signal() -> None:
@@ -90,9 +94,9 @@ def run_batch(main: Callable[[], Awaitable[T]]) -> T:
 
     async def root() -> T:
         _ROOT.append(asyncio.current_task())
-        _install_signal_handlers()
         try:
-            return await main()
+            with _signals_stay_with_the_build(asyncio.get_running_loop()):
+                return await main()
         except BaseException:
             STOPPED.set()  # asyncio.run now cancels the pages still running
             raise
