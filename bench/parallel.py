@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,17 @@ from typing import Any
 
 def train_all(settings: Any, workers: int, work: Path) -> dict[str, Any]:
     """Every model of the study at the settings' seed, in `workers` processes."""
-    from catdog_report import build, config, data, training, weights
+    from catdog_report import data, execute, training, weights
 
     settings = settings.replace(workers=workers, cache_dir=work / f"cache-{workers}",
                                 project_dir=work / f"project-{workers}")
     shutil.rmtree(settings.cache_root, ignore_errors=True)
     dataset = data.scan(settings, settings.data_dir, "bench")
-    data.write_dataset(settings.build_dir / config.DATASET_FILE, dataset)
     base, _ = weights.resolve(settings)
-    plan = build.Plan(settings.study.order(settings.study.models), [], seeds=[settings.seed])
-    book = build.RunBook(settings)
+    specs = training.run_specs_for(settings, base, dict.fromkeys(settings.study.models,
+                                                                 [settings.seed]))
     t0 = time.perf_counter()
-    build.train_runs(settings, dataset, plan, base, book, lambda _: None, threading.Event())
+    book = execute.train(settings, dataset, specs, base)
     seconds = time.perf_counter() - t0
     store = training.run_store(settings)
     histories = {run_id: training.load_run(store.path(entry["key"])).record["history"]

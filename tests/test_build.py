@@ -162,8 +162,7 @@ def test_one_model_changed_retrains_it_alone(tiny_settings: Settings) -> None:
 
 def test_a_failing_model_becomes_one_clear_error(tiny_settings: Settings,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from catdog_report import build as build_module
-    from catdog_report import data, training
+    from catdog_report import data, execute, training
     from catdog_report.errors import TrainingError
 
     def broken(name: str, *args: object, **kwargs: object) -> None:
@@ -174,10 +173,8 @@ def test_a_failing_model_becomes_one_clear_error(tiny_settings: Settings,
     dataset = data.scan(tiny_settings, tiny_settings.data_dir)
     with pytest.raises(TrainingError, match=r"training model_four failed: Exception: URL "
                        r"fetch failure.*pass --weights PATH or set CATDOG_WEIGHTS"):
-        plan = build_module.Plan(["model_four"], [])
-        build_module.train_runs(tiny_settings, dataset, plan, None,
-                                build_module.RunBook(tiny_settings), print,
-                                __import__("threading").Event())
+        specs = [training.spec_for("model_four", tiny_settings)]
+        execute.train(tiny_settings, dataset, specs, None)
     with pytest.raises(TrainingError, match="training model_one failed") as info:
         build(tiny_settings)
     assert "--weights" not in str(info.value)

@@ -13,7 +13,7 @@ import markdown
 import nbformat
 import pytest
 
-from catdog_report import config, data, escape, notebook, pages, stamp
+from catdog_report import config, data, escape, handoff, notebook, pages, stamp
 from catdog_report.config import Settings
 from catdog_report.errors import PageError
 from conftest import ROOT
@@ -144,5 +144,5 @@ def test_the_data_page_lists_hostile_names_and_link_targets_as_text(
     assert not any("\x1b" in r.getMessage() for r in caplog.records)  # the log line is escaped
     assert any("line\\x1b[31m.txt" in r.getMessage() for r in caplog.records)
     ds = data.scan(settings, settings.data_dir)  # and dataset.json carries the names as data
-    data.write_dataset(settings.build_dir / "dataset.json", ds)
-    assert data.read_dataset(settings.build_dir / "dataset.json").skipped == ds.skipped
+    handoff.write_dataset(settings.build_dir, ds)
+    assert handoff.read_dataset(settings.build_dir).skipped == ds.skipped

@@ -3,12 +3,13 @@
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from catdog_report import study
 from catdog_report.errors import ConfigError, PageError
-from catdog_report.plan import Needs, make_plan, page_needs
+from catdog_report.plan import Needs, RunSpec, make_plan, page_needs, run_specs
 from test_study import write_study
 
 
@@ -30,28 +31,33 @@ def test_a_cell_that_is_not_python_names_the_page_and_cell() -> None:
         page_needs(["x = 1", "def broken(:"], "page z.md")
 
 
+def _specs(s: study.Study, seeds: Any = (0,)) -> list[RunSpec]:
+    per_model = {m: list(seeds[m] if isinstance(seeds, dict) else seeds) for m in s.models}
+    return run_specs(s, per_model, dict.fromkeys(s.models, 1), "float32", None, 1)
+
+
 def _pages(*needs: Needs) -> list[tuple[str, Path, str, Needs]]:
     return [(f"p{i}", Path(f"content/p{i}.md"), f"text {i}", n) for i, n in enumerate(needs)]
 
 
 def test_runs_in_dependency_order_and_page_keys(tmp_path: Path) -> None:
     s = study.load(write_study(tmp_path))
-    plan = make_plan(s, _pages(Needs(()), Needs(("tuned",))), {}, {"x": 1})
+    plan = make_plan(s, _pages(Needs(()), Needs(("tuned",))), {}, {"x": 1}, _specs(s))
     assert plan.runs == ["small", "tuned"]  # the parent trains first
     assert plan.pages[1].runs == ("tuned",) and plan.pages[1].key is None  # key: later
     assert plan.pages[0].key is not None  # shows no run: known now
     known = {"small@0": "a" * 64, "tuned@0": "b" * 64}
-    again = make_plan(s, _pages(Needs(()), Needs(("tuned",))), known, {"x": 1})
+    again = make_plan(s, _pages(Needs(()), Needs(("tuned",))), known, {"x": 1}, _specs(s))
     assert again.pages[1].key is not None and again.to_train == []
     other = make_plan(s, _pages(Needs(()), Needs(("tuned",))), known | {"tuned@0": "c" * 64},
-                      {"x": 1})
+                      {"x": 1}, _specs(s))
     assert other.pages[1].key != again.pages[1].key  # a page's key holds its runs' keys
     assert other.pages[0].key == again.pages[0].key
 
 
 def test_a_page_reading_the_runs_needs_every_model(tmp_path: Path) -> None:
     s = study.load(write_study(tmp_path))
-    plan = make_plan(s, _pages(Needs(("small",)), Needs((), True)), {}, {})
+    plan = make_plan(s, _pages(Needs(("small",)), Needs((), True)), {}, {}, _specs(s))
     assert plan.runs == ["small", "tuned"] and plan.pages[1].runs == ("small", "tuned")
 
 
@@ -59,7 +65,7 @@ def test_a_page_fitting_an_undeclared_model_fails_before_training(tmp_path: Path
     s = study.load(write_study(tmp_path))
     with pytest.raises(ConfigError, match=r"page p1.md fits model 'smal' \(did you mean "
                                           r"'small'\?\), which study.yml does not declare"):
-        make_plan(s, _pages(Needs(()), Needs(("smal",))), {}, {})
+        make_plan(s, _pages(Needs(()), Needs(("smal",))), {}, {}, _specs(s))
 
 
 def test_planning_imports_no_tensorflow(tmp_path: Path) -> None:
@@ -67,7 +73,9 @@ def test_planning_imports_no_tensorflow(tmp_path: Path) -> None:
     code = (f"import sys; from catdog_report import study, plan; "
             f"s = study.load({str(path)!r}); "
             f"plan.make_plan(s, [('p', __import__('pathlib').Path('p.md'), 't', "
-            f"plan.page_needs(['st.fit(\\'tuned\\')'], 'p'))], {{}}, {{}}); "
+            f"plan.page_needs(['st.fit(\\'tuned\\')'], 'p'))], {{}}, {{}}, "
+            f"plan.run_specs(s, {{'small': [0], 'tuned': [0]}}, {{'small': 1, 'tuned': 1}}, "
+            f"'float32', None, 1)); "
             f"print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -77,7 +85,7 @@ def test_planning_imports_no_tensorflow(tmp_path: Path) -> None:
 def test_several_seeds_are_several_runs(tmp_path: Path) -> None:
     s = study.load(write_study(tmp_path))
     plan = make_plan(s, _pages(Needs(("tuned",)), Needs((), True)), {"small@0": "k"}, {},
-                     seeds=[0, 1, 2])
+                     _specs(s, [0, 1, 2]))
     assert plan.ids == ["small@0", "small@1", "small@2", "tuned@0", "tuned@1", "tuned@2"]
     assert plan.pages[0].ids == ("tuned@0", "tuned@1", "tuned@2")  # every seed it shows
     assert plan.to_train == plan.ids[1:] and plan.pages[0].key is None
@@ -86,8 +94,22 @@ def test_several_seeds_are_several_runs(tmp_path: Path) -> None:
 def test_seeds_per_model_are_planned_per_model(tmp_path: Path) -> None:
     s = study.load(write_study(tmp_path))
     plan = make_plan(s, _pages(Needs(("tuned",)), Needs((), True)), {"small@0": "k"}, {},
-                     seeds={"small": [0, 1, 2], "tuned": [0]})
+                     _specs(s, {"small": [0, 1, 2], "tuned": [0]}))
     assert plan.ids == ["small@0", "small@1", "small@2", "tuned@0"]
     assert plan.seeds_of("small") == [0, 1, 2] and plan.seeds_of("tuned") == [0]
     assert plan.pages[0].ids == ("tuned@0",)
     assert plan.pages[1].ids == ("small@0", "small@1", "small@2", "tuned@0")  # reads every run
+
+
+def test_a_run_spec_fixes_what_its_run_reads(tmp_path: Path) -> None:
+    s = study.load(write_study(tmp_path))
+    specs = run_specs(s, {"small": [0, 1], "tuned": [0]}, {"small": 3, "tuned": 5}, "bf16",
+                      "w" * 64, 2)
+    assert [x.id for x in specs] == ["small@0", "small@1", "tuned@0"]
+    tuned = specs[-1]
+    assert (tuned.epochs, tuned.parent, tuned.parent_id, tuned.precision) == (
+        5, "small", "small@0", "bf16")
+    assert specs[0].parent is None and specs[0].parent_id is None
+    declares = {name for name, m in s.models.items() if m.weights}
+    assert all((x.base_weights is not None) == (x.model in declares) for x in specs)
+    assert RunSpec(**tuned.to_dict()) == tuned  # what a worker process receives

@@ -123,7 +123,7 @@ def test_the_build_estimate_adds_a_page_after_the_training() -> None:
 
 def test_the_plan_event_names_every_run_of_the_plan_with_seeds_per_model(
         caplog: pytest.LogCaptureFixture, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from catdog_report import build, data
+    from catdog_report import build, data, training
     from catdog_report.config import Settings
     from catdog_report.plan import Needs, make_plan
     from conftest import make_images
@@ -136,7 +136,7 @@ def test_the_plan_event_names_every_run_of_the_plan_with_seeds_per_model(
                         seeds=2, model_seeds={"tuned": 1})
     reads_all = ("comparison", tmp_path / "comparison.md", "", Needs((), True))
     plan = make_plan(settings.study, [reads_all], {}, {},
-                     {m: settings.seeds_for(m) for m in settings.study.models})
+                     training.run_specs_for(settings, None))
     caplog.set_level(logging.DEBUG, logger="catdog_report")
     build.announce(settings, data.scan(settings, images), plan)
     event = next(progress.event_of(r) for r in caplog.records if progress.event_of(r))

@@ -90,7 +90,7 @@ from catdog_report.config import Settings
 s = Settings(profile="quick", data_dir=sys.argv[1], cache_dir=sys.argv[2], image_size=100,
              batch_size=8, epochs={"model_one": 3})
 ds = data.scan(s, s.data_dir)
-run = training.fit("model_one", s, ds, data.arrays(ds, s))
+run = training.fit(training.spec_for("model_one", s), s, ds, data.arrays(ds, s))
 print("CACHED" if run.cached else "TRAINED", run.record["key"])
 """
 

@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from catdog_report import data, models, training
+from catdog_report import data, handoff, models, training
 from catdog_report.cache import digest
 from catdog_report.config import Settings
 
@@ -19,7 +19,20 @@ def small(settings: Settings) -> Settings:
 def _key(name: str, s: Settings, weights: object = None, **overrides: object) -> str:
     ds = data.scan(s, s.data_dir)
     model = models.build(name, s, weights)  # type: ignore[arg-type]
-    return digest(training.key_parts(model, name, s, ds, weights) | overrides)  # type: ignore[arg-type]
+    spec = training.spec_for(name, s, weights)  # type: ignore[arg-type]
+    return digest(training.key_parts(model, spec, s, ds) | overrides)
+
+
+def _fit(name: str, s: Settings, *args: object, **kwargs: object) -> training.Run:
+    return training.fit(training.spec_for(name, s), s, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def _memo(s: Settings, ds: data.Dataset) -> dict[str, str]:
+    return training.memo_keys(training.run_specs_for(s, None), s, ds)
+
+
+def _known(s: Settings, ds: data.Dataset) -> dict[str, str]:
+    return training.known_runs(training.run_specs_for(s, None), s, ds)
 
 
 @pytest.mark.parametrize("name", ["model_one", "model_two", "model_four"])
@@ -53,9 +66,9 @@ def test_optimizer_config_is_in_the_key(small: Settings) -> None:
 
     ds = data.scan(small, small.data_dir)
     model = models.build("model_one", small)
-    a = training.key_parts(model, "model_one", small, ds, None)
+    a = training.key_parts(model, training.spec_for("model_one", small), small, ds)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=model.loss)
-    b = training.key_parts(model, "model_one", small, ds, None)
+    b = training.key_parts(model, training.spec_for("model_one", small), small, ds)
     assert a["optimizer"] != b["optimizer"] and a["architecture"] == b["architecture"]
 
 
@@ -63,27 +76,27 @@ def test_fit_miss_then_hit_then_one_model_retrains(small: Settings,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     ds = data.scan(small, small.data_dir)
     arrays = data.arrays(ds, small)
-    first = training.fit("model_one", small, ds, arrays)
+    first = _fit("model_one", small, ds, arrays)
     assert not first.cached and len(first.history["val_accuracy"]) == 1
     assert set(first.record["test"]) == {"loss", "accuracy"}
     assert len(first.record["predictions"]["true"]) == len(ds.test)
 
     calls = []
     real_train = training._train
-    monkeypatch.setattr(training, "_train", lambda *a: calls.append(a[1]) or real_train(*a))
-    again = training.fit("model_one", small, ds, arrays)
+    monkeypatch.setattr(training, "_train", lambda *a: calls.append(a[1].model) or real_train(*a))
+    again = _fit("model_one", small, ds, arrays)
     assert again.cached and again.record == first.record and calls == []
 
     other = dataclasses.replace(small, epochs={"model_one": 1, "model_two": 2})
-    assert training.fit("model_one", other, ds, arrays).cached  # model two's epochs: no effect
-    retrained = training.fit("model_one", dataclasses.replace(small, epochs={"model_one": 2}),
+    assert _fit("model_one", other, ds, arrays).cached  # model two's epochs: no effect
+    retrained = _fit("model_one", dataclasses.replace(small, epochs={"model_one": 2}),
                              ds, arrays)
     assert not retrained.cached and calls == ["model_one"]
 
 
 def test_entry_is_data_not_code_and_loads_in_safe_mode(small: Settings) -> None:
     ds = data.scan(small, small.data_dir)
-    run = training.fit("model_one", small, ds, data.arrays(ds, small))
+    run = _fit("model_one", small, ds, data.arrays(ds, small))
     files = sorted(p.name for p in run.folder.iterdir())
     assert files == ["checksums.json", "model.keras", "record.json"]
     with zipfile.ZipFile(run.folder / "model.keras") as z:
@@ -103,7 +116,7 @@ def test_interrupted_training_leaves_no_entry(small: Settings,
     with monkeypatch.context() as m:
         m.setattr(training, "_train", crash)
         with pytest.raises(KeyboardInterrupt):
-            training.fit("model_one", small, ds, {})
+            _fit("model_one", small, ds, {})
     store = training.run_store(small)
     assert list(store.entries.iterdir()) == [] and list((store.root / "tmp").iterdir()) == []
 
@@ -112,7 +125,7 @@ def test_interrupted_training_leaves_no_entry(small: Settings,
     stop = threading.Event()  # the build sets it from another thread when interrupted
     stop.set()
     with pytest.raises(KeyboardInterrupt):
-        training.fit("model_one", small, ds, data.arrays(ds, small), stop=stop)
+        _fit("model_one", small, ds, data.arrays(ds, small), stop=stop)
     assert list(store.entries.iterdir()) == [] and list((store.root / "tmp").iterdir()) == []
 
 
@@ -128,7 +141,7 @@ for strategy in ("none", "mirrored"):
     s = Settings(profile="quick", data_dir=sys.argv[1], cache_dir=sys.argv[2], image_size=100,
                  batch_size=8, epochs={"model_one": 2}, strategy=strategy)
     ds = data.scan(s, s.data_dir)
-    run = training.fit("model_one", s, ds, data.arrays(ds, s))
+    run = training.fit(training.spec_for("model_one", s), s, ds, data.arrays(ds, s))
     out[strategy] = {"history": run.history, "test": run.record["test"], "key": run.record["key"],
                      "replicas": len(tf.config.list_logical_devices("CPU"))}
 print(json.dumps(out))
@@ -165,29 +178,31 @@ def test_memo_finds_the_run_without_fit_and_changes_with_the_inputs(
         decoded.append(1)
         return data.arrays(ds, small)
 
-    assert training.known_runs(small, ds, None) == {}
-    first = training.find_or_fit("model_one", small, ds, arrays)
+    assert _known(small, ds) == {}
+    memo = _memo(small, ds)["model_one@0"]
+    spec = training.spec_for("model_one", small)
+    first = training.find_or_fit(spec, small, ds, arrays, memo=memo)
     assert first["trained"] and decoded == [1]
     assert first["key"] == _key("model_one", small)  # the memo names the real run key
-    known = training.known_runs(small, ds, None)
+    known = _known(small, ds)
     assert known == {"model_one@0": first["key"]}  # found without TensorFlow (seed 0)
 
     monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("fit() was called"))
-    again = training.find_or_fit("model_one", small, ds, arrays, known=known["model_one@0"])
+    again = training.find_or_fit(spec, small, ds, arrays, known=known["model_one@0"])
     assert again | {"trained_at": 0} == first | {"trained": False, "trained_at": 0}
     assert decoded == [1]
 
     other = dataclasses.replace(small, epochs={**small.epochs, "model_one": 2})
-    memo = training.memo_keys(other, ds, None)
-    assert memo["model_one"] != training.memo_keys(small, ds, None)["model_one"]
-    assert memo["model_two"] == training.memo_keys(small, ds, None)["model_two"]
-    assert training.known_runs(other, ds, None) == {}  # a changed input misses the memo
+    changed = _memo(other, ds)
+    assert changed["model_one@0"] != _memo(small, ds)["model_one@0"]
+    assert changed["model_two@0"] == _memo(small, ds)["model_two@0"]
+    assert _known(other, ds) == {}  # a changed input misses the memo
 
     for entry in (small.cache_root / "runs" / "entries").iterdir():  # entry gone: memo unused
         import shutil
 
         shutil.rmtree(entry)
-    assert training.known_runs(small, ds, None) == {}
+    assert _known(small, ds) == {}
 
 
 GIVEN = """
@@ -209,11 +224,11 @@ def test_a_page_loads_a_given_run_without_tensorflow(small: Settings, tmp_path) 
     import sys
 
     ds = data.scan(small, small.data_dir)
-    run = training.fit("model_one", small, ds, data.arrays(ds, small))
+    run = _fit("model_one", small, ds, data.arrays(ds, small))
     build_dir = tmp_path / "build"
-    data.write_dataset(build_dir / "dataset.json", ds)
-    (build_dir / "runs.json").write_text(json.dumps({"runs": {"model_one": training.run_entry(
-        run, trained=True)}}))
+    handoff.write_dataset(build_dir, ds)
+    (build_dir / "runs.json").write_text(json.dumps({"runs": {"model_one": handoff.run_entry(
+        run.record, True, "Model one")}}))
     env = dict(os.environ, CATDOG_SETTINGS=small.to_json(), CATDOG_BUILD_DIR=str(build_dir))
     out = subprocess.run([sys.executable, "-c", GIVEN], env=env, capture_output=True,
                          text=True, timeout=120, check=True)
@@ -241,34 +256,34 @@ def test_a_model_that_starts_from_another(tmp_path) -> None:  # type: ignore[no-
                  data_dir=shapes, cache_dir=tmp_path / "cache", image_size=32, batch_size=8)
     ds = data.scan(s, s.data_dir)
     arrays = data.arrays(ds, s)
-    child = training.fit("tuned", s, ds, arrays)  # fits its parent first
-    parent = training.fit("small", s, ds, arrays)
+    child = _fit("tuned", s, ds, arrays)  # fits its parent first
+    parent = _fit("small", s, ds, arrays)
     assert parent.cached and child.record["parent"] == parent.key
     # the child continued from the parent's trained weights, not from a fresh model
     trained = [w for w in parent.load_model().get_weights()]
     started = training.load_parent(s, "small", parent.key).get_weights()
     assert all((a == b).all() for a, b in zip(trained, started, strict=True))
     more = dataclasses.replace(s, epochs={"small": 2})  # the parent changes: both retrain
-    assert not training.fit("tuned", more, ds, arrays).cached
-    assert training.fit("small", more, ds, arrays).cached
-    keys = training.memo_keys(more, ds, None)
-    assert keys["tuned"] != training.memo_keys(s, ds, None)["tuned"]
+    assert not _fit("tuned", more, ds, arrays).cached
+    assert _fit("small", more, ds, arrays).cached
+    assert _memo(more, ds)["tuned@0"] != _memo(s, ds)["tuned@0"]
     alone = dataclasses.replace(s, epochs={"tuned": 2})  # the child alone changes
-    assert training.fit("small", alone, ds, arrays).cached
-    assert not training.fit("tuned", alone, ds, arrays).cached
+    assert _fit("small", alone, ds, arrays).cached
+    assert not _fit("tuned", alone, ds, arrays).cached
 
 
 def test_bf16_is_keyed_and_trains(small: Settings) -> None:
     ds = data.scan(small, small.data_dir)
     arrays = data.arrays(ds, small)
     bf16 = dataclasses.replace(small, precision="bf16")
-    run = training.fit("model_one", bf16, ds, arrays)
+    run = _fit("model_one", bf16, ds, arrays)
     assert run.record["precision"] == "bf16" and not run.cached
     assert run.key != _key("model_one", small)  # float32's key has no precision in it
-    assert training.key_parts(models.build("model_one", small), "model_one", small, ds,
-                              None).get("precision") is None
+    assert training.key_parts(models.build("model_one", small),
+                              training.spec_for("model_one", small), small, ds
+                              ).get("precision") is None
     import keras
 
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     assert run.load_model().layers[0].compute_dtype == "bfloat16"
-    assert training.fit("model_one", bf16, ds, arrays).cached
+    assert _fit("model_one", bf16, ds, arrays).cached

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from catdog_report import build, data, training
+from catdog_report import data, execute, handoff, training
 from catdog_report.config import Settings
 from conftest import make_images
 from test_study import write_study
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def _train(tmp_path: Path, n_workers: int, stop: threading.Event | None = None,
-           epochs: dict[str, int] | None = None) -> build.RunBook:
+           epochs: dict[str, int] | None = None) -> handoff.RunBook:
     shapes = tmp_path.parent / "shapes"
     if not shapes.exists():
         make_images(shapes, classes=("circles", "squares"))
@@ -27,11 +27,11 @@ def _train(tmp_path: Path, n_workers: int, stop: threading.Event | None = None,
                  data_dir=shapes, cache_dir=tmp_path / "cache", image_size=32, batch_size=8,
                  seeds=2, workers=n_workers, epochs=epochs or {})
     ds = data.scan(s, s.data_dir)
-    data.write_dataset(s.build_dir / "dataset.json", ds)
-    plan = build.Plan(["small", "tuned"], [], seeds=[0, 1])
-    book = build.RunBook(s)
+    handoff.write_dataset(s.build_dir, ds)
+    book = handoff.RunBook(s.build_dir, s.seed)
     order: list[str] = []
-    build.train_runs(s, ds, plan, None, book, order.append, stop or threading.Event())
+    execute.train_runs(s, ds, training.run_specs_for(s, None), None, book, order.append,
+                       stop or threading.Event())
     book.order = order  # type: ignore[attr-defined]
     return book
 
@@ -53,7 +53,7 @@ def test_workers_train_the_same_runs_as_one_by_one(tmp_path: Path,
     assert sorted(order) == ["small@0", "small@1", "tuned@0", "tuned@1"]
     for seed in (0, 1):  # a child is ready only after its parent of the same seed
         assert order.index(f"small@{seed}") < order.index(f"tuned@{seed}")
-    assert all(e["parent"] == two.key("small", e["seed"])
+    assert all(e["parent"] == two.by_id[f"small@{e['seed']}"]["key"]
                for e in two.by_id.values() if e["model"] == "tuned")
     again = _train(tmp_path / "two", 2)  # everything cached: no worker is needed
     assert not any(e["trained"] for e in again.by_id.values())

@@ -19,9 +19,6 @@ STRATEGIES = ("none", "mirrored", "multi-worker")
 PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}  # --precision → Keras policy
 MIN_IMAGE_SIZE = 32
 ENV_SETTINGS = "CATDOG_SETTINGS"  # JSON of Settings, handed to page kernels
-ENV_BUILD = "CATDOG_BUILD_DIR"  # inside a build: where dataset.json and runs.json are
-DATASET_FILE = "dataset.json"  # the build's data set, written by the build, read by its pages
-RUNS_FILE = "runs.json"  # the runs of a build, written by the build, read by its pages
 # Seconds one cell of a page may run in a build. Pages start once their runs are ready, so
 # no cell trains: the slowest cells decode the data set or plot every run (seconds on the
 # full study); ten minutes leaves a wide margin on a slow, busy machine.

@@ -383,27 +383,3 @@ def pipelines(data: dict[str, tuple[np.ndarray, np.ndarray]], batch_size: int,
         ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b))
         out[name] = ds.prefetch(2).with_options(options)
     return out
-
-
-def write_dataset(path: Path, dataset: Dataset) -> None:
-    """Record the build's dataset (splits, manifest, skipped files) for its page kernels."""
-    write_atomic(path, json.dumps({
-        "root": str(dataset.root.absolute()), "class_names": list(dataset.class_names),
-        "splits": {n: {"files": list(s.files), "labels": list(s.labels)}
-                   for n, s in dataset.splits.items()},
-        "manifest": dataset.manifest, "source": dataset.source,
-        "skipped": [list(pair) for pair in dataset.skipped]}, indent=1))
-
-
-def read_dataset(path: Path) -> Dataset:
-    """The dataset a build recorded (no folder is scanned again)."""
-    try:
-        raw = json.loads(path.read_text())
-        splits = {n: Split(n, tuple(s["files"]), tuple(s["labels"]))
-                  for n, s in raw["splits"].items()}
-        return Dataset(Path(raw["root"]), tuple(raw["class_names"]), splits["train"],
-                       splits["validation"], splits["test"], raw["manifest"], raw["source"],
-                       tuple((a, b) for a, b in raw["skipped"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"the build's dataset record {path} is unreadable ({exc}); run the "
-                        "build again") from exc

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, data, figures, models, stats, tables, training, weights
+from . import config, data, figures, handoff, models, stats, tables, training, weights
 from . import explain as xai
 from .errors import ConfigError
 from .escape import code_span as code_span  # the escapes a page interpolates with
@@ -73,20 +73,23 @@ class Study:
     def fit(self, name: str) -> Run:
         """Train (or load from the run cache) a model the study declares."""
         self.declaration.model(name, "st.fit()")
-        runs = training.build_runs()
+        runs = handoff.build_runs()
         if runs is not None:  # inside a build: it trained or loaded the run already
             if name not in runs:
                 raise training.missing_run(name, self.settings)
             return training.load_given(name, self.settings, runs[name])
-        return training.fit(name, self.settings, self.dataset, self.arrays, self.weights[0])
+        base = self.weights[0]
+        return training.fit(training.spec_for(name, self.settings, base), self.settings,
+                            self.dataset, self.arrays, base)
 
     def seed_runs(self, name: str) -> list[Run]:
         """Every seed's run of a model (the first is the one fit() returns)."""
         self.declaration.model(name, "st.seed_runs()")
-        seeds = training.build_runs("seeds")
+        seeds = handoff.build_runs("seeds")
         if seeds is None:  # a page run by hand: this process trains or loads them
-            return [training.fit(name, self.settings.replace(seed=s), self.dataset,
-                                 self.arrays, self.weights[0])
+            base = self.weights[0]
+            return [training.fit(training.spec_for(name, self.settings, base, s),
+                                 self.settings, self.dataset, self.arrays, base)
                     for s in self.settings.seeds_for(name)]
         if name not in seeds:
             raise training.missing_run(name, self.settings)
@@ -120,7 +123,7 @@ class Study:
 
     def runs_in_build(self) -> list[Run]:
         """Every run of this build, in the study's order (parents before children)."""
-        runs = training.build_runs()
+        runs = handoff.build_runs()
         if runs is None:  # a page run by hand: fit every model of the study
             return [self.fit(name) for name in self.declaration.order(self.models)]
         return [training.load_given(name, self.settings, runs[name])
@@ -129,7 +132,7 @@ class Study:
     def _models_in_build(self) -> list[str]:
         """The models this build trained, in the study's order (parents first); every model
         of the study when a page runs by hand."""
-        runs = training.build_runs()
+        runs = handoff.build_runs()
         return self.declaration.order(self.models if runs is None else runs)
 
     def model_pages(self) -> dict[str, str]:
@@ -155,9 +158,9 @@ def study() -> Study:
     """The study of the current build (or of the CATDOG_* variables when run by hand)."""
     _log_to_terminal()
     settings = config.from_environment()
-    build_dir = os.environ.get(config.ENV_BUILD)
+    build_dir = handoff.build_dir()
     if build_dir:  # the build scanned the data once and recorded it
-        return Study(settings, data.read_dataset(Path(build_dir) / config.DATASET_FILE))
+        return Study(settings, handoff.read_dataset(build_dir))
     return Study(settings, data.scan(settings))
 
 

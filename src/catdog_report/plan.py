@@ -84,27 +84,68 @@ class PageNode:
                        "runs": {i: run_keys[i] for i in self.ids}})
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run, fixed by the plan: what training, the run and memo keys, the
+    workers, the progress display and the stamps read (none looks the settings up again).
+    threads are recorded with the run, never part of its key."""
+
+    model: str
+    seed: int
+    epochs: int
+    parent: str | None = None  # the model it starts from (that model's run at this seed)
+    precision: str = "float32"
+    base_weights: str | None = None  # the digest of the base it declares (weights_id)
+    threads: int = 1  # TensorFlow's intra-op threads it trains with
+
+    @property
+    def id(self) -> str:
+        """Its run id: model@seed."""
+        return run_id(self.model, self.seed)
+
+    @property
+    def parent_id(self) -> str | None:
+        """The run id of the run it starts from (None if it starts from nothing)."""
+        return run_id(self.parent, self.seed) if self.parent else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (for a worker process)."""
+        return dict(self.__dict__)
+
+
+def run_specs(study: Study, seeds: Mapping[str, Sequence[int]], epochs: Mapping[str, int],
+              precision: str, base_weights: str | None, threads: int) -> list[RunSpec]:
+    """A RunSpec for every model of the study (parents first) at each of its seeds.
+
+    seeds, epochs: per model; base_weights: the digest of the resolved base weights, set
+    on the models that declare a base."""
+    return [RunSpec(name, seed, epochs[name], study.models[name].starts_from, precision,
+                    base_weights if study.models[name].weights else None, threads)
+            for name in study.order(study.models) for seed in seeds[name]]
+
+
 @dataclass
 class Plan:
     """What a build does: runs in dependency order, pages in nav order."""
 
-    runs: list[str]  # models, parents first
     pages: list[PageNode]
+    specs: list[RunSpec]  # every run of the build, parents first
     known: dict[str, str] = field(default_factory=dict)  # run id → key, known untrained
     inputs: dict[str, Any] = field(default_factory=dict)  # what every page's key holds
-    # training seeds, base first: the same for every model, or per model
-    seeds: Sequence[int] | Mapping[str, Sequence[int]] = (0,)
+
+    @property
+    def runs(self) -> list[str]:
+        """The models the build trains, parents first."""
+        return list(dict.fromkeys(spec.model for spec in self.specs))
 
     def seeds_of(self, model: str) -> list[int]:
         """A model's training seeds, base first."""
-        if isinstance(self.seeds, Mapping):
-            return list(self.seeds[model])
-        return list(self.seeds)
+        return [spec.seed for spec in self.specs if spec.model == model]
 
     @property
     def ids(self) -> list[str]:
         """Every run of the build in training order: each model's seeds, parents first."""
-        return [run_id(m, s) for m in self.runs for s in self.seeds_of(m)]
+        return [spec.id for spec in self.specs]
 
     @property
     def to_train(self) -> list[str]:
@@ -114,13 +155,13 @@ class Plan:
 
 def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
               known: Mapping[str, str], inputs: Mapping[str, Any],
-              seeds: Sequence[int] | Mapping[str, Sequence[int]] = (0,)) -> Plan:
+              specs: Sequence[RunSpec]) -> Plan:
     """The plan: every model a page fits (and its parents), every model of the study when a
     page reads the build's runs, each trained once per seed; a page's key where the keys
     of all its runs are known.
 
     pages: (name, path, text, needs) in nav order; known: run id → key found without
-    training (run_id(model, seed)); seeds: every model's training seeds, or per model.
+    training (run_id(model, seed)); specs: every run the study could train (run_specs).
     """
     for name, path, _, needs in pages:
         for model in needs.fits:
@@ -132,15 +173,14 @@ def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
     fitted = [m for *_, needs in pages for m in needs.fits]
     everything = any(needs.reads_runs for *_, needs in pages)
     runs = study.order(list(study.models) if everything else fitted)
-    per_model = {m: list(seeds[m] if isinstance(seeds, Mapping) else seeds) for m in runs}
+    chosen = [spec for model in runs for spec in specs if spec.model == model]
     nodes = []
     for i, (name, path, text, needs) in enumerate(pages, 1):
         shows = tuple(runs) if needs.reads_runs else needs.fits
-        ids = tuple(run_id(m, s) for m in shows for s in per_model[m])
+        ids = tuple(spec.id for m in shows for spec in chosen if spec.model == m)
         node = PageNode(i, name, path, text, needs, shows, ids)
         if all(i in known for i in ids):
             node.key = node.key_for(known, inputs)
         nodes.append(node)
-    every = {run_id(m, s) for m in runs for s in per_model[m]}
-    return Plan(runs, nodes, {i: k for i, k in known.items() if i in every}, dict(inputs),
-                per_model)
+    every = {spec.id for spec in chosen}
+    return Plan(nodes, chosen, {i: k for i, k in known.items() if i in every}, dict(inputs))

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from .cache import Store, digest, file_digest, write_atomic
-from .config import ENV_BUILD, RUNS_FILE, Settings
+from .config import Settings
 from .data import Dataset
 from .errors import CacheError, ConfigError, TrainingError
-from .plan import run_id
+from .handoff import RunEntry, run_entry
+from .plan import RunSpec, run_specs
 from .progress import TICK, BatchDone, EpochDone, RunDone, RunStarted, emit, run_label
 from .weights import weights_id
 
@@ -149,31 +150,35 @@ def _config(obj: Any) -> Any:
     return obj.get_config() | {"name": None} if hasattr(obj, "get_config") else str(obj)
 
 
-def key_parts(model: Any, name: str, settings: Settings, dataset: Dataset,
-              weights: str | Path | None, parent: str | None = None) -> dict[str, Any]:
+def key_parts(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
+              parent: str | None = None) -> dict[str, Any]:
     """Everything that decides a run's result: the run cache key is its hash. A parent's
     run key is part of its child's (absent for a model that starts from nothing, so the
-    keys of such models are what they were before parents existed)."""
+    keys of such models are what they were before parents existed). The spec's threads
+    are not: a run made on one machine is found on another."""
     parts = {
         "format": TRAINING_FORMAT,
-        "model": name,
+        "model": spec.model,
         "architecture": architecture(model),
         "optimizer": _config(model.optimizer),
         "loss": _config(model.loss),
-        "epochs": settings.epochs_for(name),
+        "epochs": spec.epochs,
         "batch_size": settings.batch_size,
         "image_size": settings.image_size,
         "manifest": dataset.manifest,
-        "seed": settings.seed,
+        "seed": spec.seed,
         "strategy": settings.strategy,
         "versions": versions(),
-        "base_weights": weights_id(weights) if settings.study.models[name].weights else None,
+        "base_weights": spec.base_weights,
     }
     if parent is not None:
         parts["parent"] = parent
-    if settings.precision != "float32":  # absent for float32: older keys stay valid
-        parts["precision"] = settings.precision
-    return parts
+    return parts | _precision_part(spec)
+
+
+def _precision_part(spec: RunSpec) -> dict[str, str]:
+    """The precision, in a key only when it is not float32 (older keys stay valid)."""
+    return {"precision": spec.precision} if spec.precision != "float32" else {}
 
 
 @contextlib.contextmanager
@@ -308,16 +313,16 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
+def _train(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
            arrays: dict[str, Any], folder: Path, parts: dict[str, Any],
            stop: threading.Event | None = None) -> None:
     """Train, evaluate on the test split, and write the entry's files into folder."""
     from . import data
 
-    epochs = settings.epochs_for(name)
-    ds = data.pipelines(arrays, settings.batch_size, settings.seed)
-    run = run_id(name, settings.seed)
-    label = run_label(name, settings.seed, len(settings.seed_list))
+    name, epochs = spec.model, spec.epochs
+    ds = data.pipelines(arrays, settings.batch_size, spec.seed)
+    run = spec.id
+    label = run_label(name, spec.seed, len(settings.seed_list))
     emit(log, RunStarted(run, epochs, steps_per_epoch(len(dataset.train), settings.batch_size)),
          "training %s: %d epoch%s on %d images", label, epochs, "s" * (epochs != 1),
          len(dataset.train))
@@ -339,8 +344,8 @@ def _train(model: Any, name: str, settings: Settings, dataset: Dataset,
         "epochs": epochs,
         "batch_size": settings.batch_size,
         "image_size": settings.image_size,
-        "seed": settings.seed,
-        "precision": settings.precision,
+        "seed": spec.seed,
+        "precision": spec.precision,
         "manifest": dataset.manifest,
         "data_source": dataset.source,
         "base_weights": parts["base_weights"],
@@ -374,16 +379,16 @@ def load_run(folder: Path, cached: bool = True) -> Run:
     return Run(record, folder, cached)
 
 
-def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
+def fit(spec: RunSpec, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
         weights: str | Path | None = None, parent: str | None = None,
         stop: threading.Event | None = None) -> Run:
-    """Train model `name` through the run cache; return its Run (from cache when unchanged).
+    """Train the run `spec` through the run cache; return its Run (from cache when unchanged).
 
     The key hashes the architecture, optimizer and loss configs, epochs, batch size, image
     size, data manifest, seed, strategy, library versions, base weights and the parent's
     run key, so changing any of them retrains this model (and the models that start from
-    it) alone. A model that starts_from another gets the parent's trained model; with no
-    parent key given, the parent is fitted (or loaded) first. Entries are written
+    it) alone. A run that starts from another gets the parent's trained model; with no
+    parent key given, the parent's run is fitted (or loaded) first. Entries are written
     atomically under a per-key lock. Setting `stop` (from another thread) makes training
     raise KeyboardInterrupt at its next batch; nothing is stored.
     """
@@ -392,21 +397,41 @@ def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
 
     from . import models
 
-    spec = settings.study.model(name)
-    if spec.starts_from and parent is None:
-        parent = fit(spec.starts_from, settings, dataset, arrays, weights, None, stop).key
-    keras.utils.set_random_seed(settings.seed)  # the same initial weights every time
-    with precision_policy(settings.precision):
+    if spec.parent and parent is None:
+        parent = fit(spec_for(spec.parent, settings, weights, spec.seed), settings, dataset,
+                     arrays, weights, None, stop).key
+    keras.utils.set_random_seed(spec.seed)  # the same initial weights every time
+    with precision_policy(spec.precision):
         with strategy_scope(settings):
-            parent_model = load_parent(settings, spec.starts_from, parent) if parent else None
-            model = models.build(name, settings, weights, parent_model)
-            if settings.precision != "float32":
+            parent_model = load_parent(settings, spec.parent, parent) if parent else None
+            model = models.build(spec.model, settings, weights, parent_model)
+            if spec.precision != "float32":
                 model = models.float32_augmentation(model)
-        parts = key_parts(model, name, settings, dataset, weights, parent)
-        return _fit_or_load(model, name, settings, dataset, arrays, parts, stop)
+        parts = key_parts(model, spec, settings, dataset, parent)
+        return _fit_or_load(model, spec, settings, dataset, arrays, parts, stop)
 
 
-def _fit_or_load(model: Any, name: str, settings: Settings, dataset: Dataset,
+def run_specs_for(settings: Settings, weights: str | Path | None,
+                  seeds: Mapping[str, Sequence[int]] | None = None) -> list[RunSpec]:
+    """Every run of the study in these settings as a build plans it: each model (parents
+    first) at each of its seeds (default: the settings'), with its epochs, precision, base
+    weights (the resolved file or name, by its digest) and this process's threads."""
+    study = settings.study
+    return run_specs(study, seeds or {m: settings.seeds_for(m) for m in study.models},
+                     {m: settings.epochs_for(m) for m in study.models}, settings.precision,
+                     weights_id(weights), intra_op_threads())
+
+
+def spec_for(name: str, settings: Settings, weights: str | Path | None = None,
+             seed: int | None = None) -> RunSpec:
+    """The RunSpec of one model at a seed (default: the settings' seed), for a page run by
+    hand and for tools; weights: the resolved base weights."""
+    seed = settings.seed if seed is None else seed
+    specs = run_specs_for(settings, weights, {m: [seed] for m in settings.study.models})
+    return next(s for s in specs if s.model == name)
+
+
+def _fit_or_load(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
                  arrays: dict[str, Any], parts: dict[str, Any],
                  stop: threading.Event | None) -> Run:
     """The run of these key parts: from the run cache, or trained and stored now."""
@@ -416,10 +441,10 @@ def _fit_or_load(model: Any, name: str, settings: Settings, dataset: Dataset,
         folder = store.get(key)
         cached = folder is not None
         if folder is None:
-            folder = store.put(key, lambda tmp: _train(model, name, settings, dataset, arrays,
+            folder = store.put(key, lambda tmp: _train(model, spec, settings, dataset, arrays,
                                                        tmp, parts, stop))
         else:
-            log.debug("%s: found in the run cache (%s)", name, key[:12])
+            log.debug("%s: found in the run cache (%s)", spec.model, key[:12])
     return load_run(folder, cached)
 
 
@@ -432,25 +457,23 @@ def load_parent(settings: Settings, name: str | None, key: str) -> Any:
     return load_run(folder).load_model()
 
 
-def memo_keys(settings: Settings, dataset: Dataset,
-              weights: str | Path | None) -> dict[str, str]:
-    """Per model, a key from cheap inputs (no TensorFlow): the study's code and the
-    training source stand in for the architecture, so the same memo key always means the
-    same run key. A parent's memo key is part of its child's."""
+def memo_keys(specs: list[RunSpec], settings: Settings, dataset: Dataset) -> dict[str, str]:
+    """Per run (id → key), a key from cheap inputs (no TensorFlow): the study's code and
+    the training source stand in for the architecture, so the same memo key always means
+    the same run key. A parent's memo key is part of its child's; specs: parents first."""
     study = settings.study
     code = {p.name: file_digest(p) for p in study.builder_files()}
     common = {"format": TRAINING_FORMAT, "code": code,
               "training": file_digest(Path(__file__)), "batch_size": settings.batch_size,
               "image_size": settings.image_size, "manifest": dataset.manifest,
-              "seed": settings.seed, "strategy": settings.strategy, "versions": versions()}
+              "strategy": settings.strategy, "versions": versions()}
     keys: dict[str, str] = {}
-    for name in study.order(study.models):
-        spec = study.models[name]
-        keys[name] = digest(common | {
-            "model": name, "builder": spec.builder, "epochs": settings.epochs_for(name),
-            "base_weights": weights_id(weights) if spec.weights else None,
-            "parent": keys[spec.starts_from] if spec.starts_from else None}
-            | ({"precision": settings.precision} if settings.precision != "float32" else {}))
+    for spec in specs:
+        keys[spec.id] = digest(common | {
+            "seed": spec.seed, "model": spec.model, "builder": study.models[spec.model].builder,
+            "epochs": spec.epochs, "base_weights": spec.base_weights,
+            "parent": keys[spec.parent_id] if spec.parent_id else None}
+            | _precision_part(spec))
     return keys
 
 
@@ -458,63 +481,49 @@ def _memo_path(settings: Settings, memo: str) -> Path:
     return run_store(settings).root / "memo" / f"{memo}.json"
 
 
-def known_runs(settings: Settings, dataset: Dataset,
-               weights: str | Path | None) -> dict[str, str]:
-    """The run keys (by run id: model@seed, for every training seed) that the memo knows
-    and the run cache holds whole, without TensorFlow."""
-    from .plan import run_id
-
+def known_runs(specs: list[RunSpec], settings: Settings, dataset: Dataset) -> dict[str, str]:
+    """The run keys (by run id) that the memo knows and the run cache holds whole, without
+    TensorFlow; specs: parents first."""
     store = run_store(settings)
     known = {}
-    for seed in settings.seed_list:
-        for name, memo in memo_keys(settings.replace(seed=seed), dataset, weights).items():
-            if seed not in settings.seeds_for(name):
-                continue
-            try:
-                key = json.loads(_memo_path(settings, memo).read_text())["key"]
-            except (OSError, ValueError, KeyError):
-                continue
-            if store.get(key) is not None:
-                known[run_id(name, seed)] = key
+    for run, memo in memo_keys(specs, settings, dataset).items():
+        try:
+            key = json.loads(_memo_path(settings, memo).read_text())["key"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if store.get(key) is not None:
+            known[run] = key
     return known
 
 
-def run_entry(run: Run, trained: bool) -> dict[str, Any]:
-    """What build/runs.json says of one run (its stamp line and where to load it)."""
-    r = run.record
-    return {"key": r["key"], "trained": trained, "trained_at": r["trained_at"],
-            "train_seconds": r["train_seconds"], "epochs": r["epochs"], "seed": r["seed"],
-            "precision": r.get("precision", "float32"), "parent": r.get("parent"),
-            "gpus": r["environment"].get("gpus", []),
-            "threads": r["environment"].get("intra_op_threads")}
-
-
-def find_or_fit(name: str, settings: Settings, dataset: Dataset, arrays: Any,
+def find_or_fit(spec: RunSpec, settings: Settings, dataset: Dataset, arrays: Any,
                 weights: str | Path | None = None, parent: str | None = None,
-                known: str | None = None, stop: threading.Event | None = None) -> dict[str, Any]:
-    """The run of one model as its runs.json entry: from the run cache without importing
-    TensorFlow when its key is known (the memo), else through fit(). arrays is called
-    only when fit() needs the decoded images."""
+                known: str | None = None, memo: str | None = None,
+                stop: threading.Event | None = None) -> RunEntry:
+    """The run of one spec as its runs.json entry: from the run cache without importing
+    TensorFlow when its key is known (the memo), else through fit(), remembering its key
+    under its memo key. arrays is called only when fit() needs the decoded images."""
     store = run_store(settings)
     folder = store.get(known) if known else None
+    title = settings.study.models[spec.model].title
     if folder is not None:
-        entry = run_entry(load_run(folder), trained=False)
+        entry = run_entry(load_run(folder).record, False, title)
     else:
-        run = fit(name, settings, dataset, arrays(), weights, parent, stop)
-        memo = memo_keys(settings, dataset, weights)[name]
-        write_atomic(_memo_path(settings, memo),
-                     json.dumps({"model": name, "key": run.record["key"]}))
-        entry = run_entry(run, trained=not run.cached)
-    _say_ready(name, settings, entry)
+        run = fit(spec, settings, dataset, arrays(), weights, parent, stop)
+        if memo:
+            write_atomic(_memo_path(settings, memo),
+                         json.dumps({"model": spec.model, "key": run.record["key"]}))
+        entry = run_entry(run.record, not run.cached, title)
+    _say_ready(spec, settings, entry)
     return entry
 
 
-def _say_ready(name: str, settings: Settings, entry: dict[str, Any]) -> None:
+def _say_ready(spec: RunSpec, settings: Settings, entry: RunEntry) -> None:
     """One line (and event) per run ready: trained now, or found in the run cache."""
     trained, seconds = bool(entry["trained"]), float(entry["train_seconds"])
     how = f"trained in {seconds:.1f} s" if trained else "loaded from the run cache"
-    emit(log, RunDone(run_id(name, settings.seed), trained, seconds if trained else 0.0),
-         "%s: %s (%s)", run_label(name, settings.seed, len(settings.seed_list)), how,
+    emit(log, RunDone(spec.id, trained, seconds if trained else 0.0),
+         "%s: %s (%s)", run_label(spec.model, spec.seed, len(settings.seed_list)), how,
          entry["key"][:12])
 
 
@@ -548,22 +557,6 @@ def earlier_step_seconds(settings: Settings) -> dict[str, float]:
     return {model: step for model, (_, step) in best.items()}
 
 
-def read_runs(build_dir: Path, key: str = "runs") -> dict[str, Any]:
-    """build/runs.json: the runs this build trained or loaded, by model: "runs" holds the
-    base seed's run, "seeds" every seed's runs in seed order."""
-    path = build_dir / RUNS_FILE
-    try:
-        return json.loads(path.read_text())[key]
-    except (OSError, ValueError, KeyError) as exc:
-        raise CacheError(f"{path} is unreadable ({exc}); run the build again") from exc
-
-
-def build_runs(key: str = "runs") -> dict[str, Any] | None:
-    """Inside a build's page kernel, the build's runs; None when a page runs by hand."""
-    build_dir = os.environ.get(ENV_BUILD)
-    return read_runs(Path(build_dir), key) if build_dir else None
-
-
 def load_given(name: str, settings: Settings, entry: dict[str, Any]) -> Run:
     """Load a run the build already has (no TensorFlow needed)."""
     store = run_store(settings)
@@ -578,15 +571,15 @@ def load_given(name: str, settings: Settings, entry: dict[str, Any]) -> Run:
     return run
 
 
-def training_error(name: str, settings: Settings, exc: Exception) -> TrainingError:
+def training_error(spec: RunSpec, settings: Settings, exc: Exception) -> TrainingError:
     """One clear line for an exception TensorFlow or Keras raised while training a run
     (the seed named when the build has several; a hint when base weights could not be
     fetched)."""
-    seed = f" (seed {settings.seed})" if len(settings.seed_list) > 1 else ""
+    seed = f" (seed {spec.seed})" if len(settings.seed_list) > 1 else ""
     hint = (" (no ImageNet weights could be fetched: pass --weights PATH or set "
             "CATDOG_WEIGHTS to a local copy)"
-            if settings.study.models[name].weights and "URL fetch" in str(exc) else "")
-    return TrainingError(f"training {name}{seed} failed: {type(exc).__name__}: "
+            if settings.study.models[spec.model].weights and "URL fetch" in str(exc) else "")
+    return TrainingError(f"training {spec.model}{seed} failed: {type(exc).__name__}: "
                          f"{str(exc).strip()[:500]}{hint}")
 
 

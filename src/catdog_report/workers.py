@@ -26,6 +26,8 @@ from typing import Any
 
 from .config import Settings
 from .errors import CatdogError
+from .handoff import RunEntry
+from .plan import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -49,63 +51,65 @@ def _relay(queue: Any) -> None:
         logging.getLogger(record.name).handle(record)
 
 
-def _run(name: str, settings_json: str, dataset_file: str, base: str | None,
-         parent: str | None) -> dict[str, Any]:
+def _run(spec: dict[str, Any], settings_json: str, build_dir: str, base: str | None,
+         parent: str | None, memo: str) -> RunEntry:
     """One run, inside a worker: find it in the run cache or train it."""
     import json
 
-    from . import data, training
+    from . import data, handoff, training
 
+    run = RunSpec(**spec)
     settings = Settings.from_mapping(json.loads(settings_json))
-    dataset = data.read_dataset(Path(dataset_file))
+    dataset = handoff.read_dataset(Path(build_dir))
     try:
-        return training.find_or_fit(name, settings, dataset,
-                                    lambda: data.arrays(dataset, settings), base, parent)
+        return training.find_or_fit(run, settings, dataset,
+                                    lambda: data.arrays(dataset, settings), base, parent,
+                                    memo=memo)
     except CatdogError:
         raise
     except Exception as exc:  # TensorFlow and Keras raise many kinds; keep it picklable
-        raise training.training_error(name, settings, exc) from None
+        raise training.training_error(run, settings, exc) from None
 
 
-def train(jobs: list[tuple[str, Settings, str | None]], workers: int, dataset_file: Path,
-          base: str | None, parent_key: Callable[[str, Settings], str | None],
-          done: Callable[[str, Settings, dict[str, Any]], None], stop: Any,
-          finished: set[tuple[str, int]] | None = None) -> None:
-    """Train jobs (model, settings at its seed, parent model or None) in `workers`
-    processes, each once its parent run is done (finished: (model, seed) runs that already
-    are); done() is called in this process as each run is ready. Setting `stop` kills the
-    workers; nothing half-trained is stored."""
+def train(jobs: list[RunSpec], settings: Settings, workers: int, base: str | None,
+          memo: dict[str, str], parent_key: Callable[[RunSpec], str | None],
+          done: Callable[[RunSpec, RunEntry], None], stop: Any,
+          finished: set[str] | None = None) -> None:
+    """Train the runs of jobs in `workers` processes, each once the run it starts from is
+    done (finished: the ids of runs that already are); the dataset is the one the build
+    recorded in settings.build_dir; done() is called in this process as each run is
+    ready. Setting `stop` kills the workers; nothing half-trained is stored."""
     import multiprocessing
     import threading
 
-    from .training import intra_op_threads
 
     pending = list(jobs)
     finished = set(finished or ())
-    running: dict[Future[dict[str, Any]], tuple[str, Settings]] = {}
+    running: dict[Future[RunEntry], RunSpec] = {}
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     relay = threading.Thread(target=_relay, args=(queue,), daemon=True)
     relay.start()
     levels = (logging.getLogger().getEffectiveLevel(),
               logging.getLogger("catdog_report").getEffectiveLevel())
-    pool = ProcessPoolExecutor(workers, context, _init, (intra_op_threads(), levels, queue))
+    threads = max(spec.threads for spec in jobs)  # one build: the same for every run
+    pool = ProcessPoolExecutor(workers, context, _init, (threads, levels, queue))
     t0 = time.perf_counter()
     try:
         while pending or running:
-            for job in [j for j in pending if j[2] is None or (j[2], j[1].seed) in finished]:
-                name, settings, _ = job
-                pending.remove(job)
-                future = pool.submit(_run, name, settings.to_json(), str(dataset_file), base,
-                                     parent_key(name, settings))
-                running[future] = (name, settings)
+            for spec in [j for j in pending if j.parent_id is None or j.parent_id in finished]:
+                pending.remove(spec)
+                future = pool.submit(_run, spec.to_dict(), settings.to_json(),
+                                     str(settings.build_dir), base, parent_key(spec),
+                                     memo[spec.id])
+                running[future] = spec
             ready, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             if stop.is_set():
                 raise KeyboardInterrupt
             for future in ready:
-                name, settings = running.pop(future)
-                done(name, settings, future.result())
-                finished.add((name, settings.seed))
+                spec = running.pop(future)
+                done(spec, future.result())
+                finished.add(spec.id)
         log.info("%d run(s) in %d worker processes: %.1f s", len(jobs), workers,
                  time.perf_counter() - t0)
     except BaseException:

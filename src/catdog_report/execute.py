@@ -1,0 +1,255 @@
+"""Execute a plan: its runs (found in the run cache, or trained in a thread or in worker
+processes) and its pages (each in its own kernel once the runs it shows are ready, or from
+the page cache), writing build/runs.json as each run is ready."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from . import data, handoff, pages
+from .config import ENV_SETTINGS, Settings
+from .errors import BuildError, CatdogError, PageError
+from .handoff import RunBook, RunEntry
+from .kernel import run_batch
+from .plan import Plan, RunSpec
+from .progress import PageDone, PageStarted, emit
+
+log = logging.getLogger(__name__)
+
+
+def kernel_env(settings: Settings) -> dict[str, str]:
+    """The environment a page kernel starts with: the settings and where the build's
+    dataset.json and runs.json are."""
+    env = dict(os.environ)
+    env.update({ENV_SETTINGS: settings.to_json(), handoff.ENV_BUILD: str(settings.build_dir),
+                "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2",
+                "PYTHONHASHSEED": str(settings.seed)})
+    return env
+
+
+def train(settings: Settings, dataset: data.Dataset, specs: Sequence[RunSpec],
+          base: str | None) -> RunBook:
+    """Find or train the runs of specs (parents first) outside a page build, as a build
+    does: through the run cache, in settings.workers processes when above one.
+
+    The dataset is recorded in settings.build_dir first (worker processes read it there);
+    returns the book of ready runs (run id → its runs.json entry in book.by_id).
+    """
+    handoff.write_dataset(settings.build_dir, dataset)
+    book = RunBook(settings.build_dir, settings.seed)
+    train_runs(settings, dataset, specs, base, book, lambda _: None, threading.Event())
+    return book
+
+
+def train_runs(settings: Settings, dataset: data.Dataset, specs: Sequence[RunSpec],
+               base: str | None, book: RunBook, on_ready: Callable[[str], Any],
+               stop: threading.Event, known: Mapping[str, str] | None = None) -> None:
+    """Find or train every run of specs (parents first), recording each in book and calling
+    on_ready(run id) as it is ready; known: run id → key found by the memo, so TensorFlow
+    is imported only when a run is not known to be cached. Setting stop interrupts."""
+    import functools
+
+    from .training import memo_keys
+
+    known = known or {}
+    memo = memo_keys(list(specs), settings, dataset)
+    arrays = functools.cache(lambda: data.arrays(dataset, settings))
+    jobs: list[RunSpec] = []  # runs to train in worker processes
+    for spec in specs:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        if settings.workers > 1 and (spec.id not in known
+                                     or spec.parent_id in {j.id for j in jobs}):
+            jobs.append(spec)
+            continue
+        entry = _find_or_fit(spec, settings, dataset, base, book, arrays, known.get(spec.id),
+                             memo[spec.id], stop)
+        _ready(book, on_ready, spec, entry)
+    if jobs:
+        _train_in_workers(settings, dataset, jobs, base, memo, book, on_ready, stop)
+
+
+def _ready(book: RunBook, on_ready: Callable[[str], Any], spec: RunSpec,
+           entry: RunEntry) -> None:
+    """Record a ready run in runs.json and tell the pages waiting for it."""
+    book.add(entry)
+    on_ready(spec.id)
+
+
+def _train_in_workers(settings: Settings, dataset: data.Dataset, jobs: list[RunSpec],
+                      base: str | None, memo: dict[str, str], book: RunBook,
+                      on_ready: Callable[[str], Any], stop: threading.Event) -> None:
+    """Train the runs the cache lacks in settings.workers processes (workers.py)."""
+    from . import workers
+
+    data.arrays(dataset, settings)  # decode once here; every worker reads the cached arrays
+    log.info("training %d run(s) in %d worker processes (%d TensorFlow thread(s) each, as one "
+             "by one)", len(jobs), settings.workers, jobs[0].threads)
+    workers.train(jobs, settings, settings.workers, base, memo, book.parent_key,
+                  lambda spec, entry: _ready(book, on_ready, spec, entry), stop,
+                  set(book.by_id))
+
+
+def _find_or_fit(spec: RunSpec, settings: Settings, dataset: data.Dataset, base: str | None,
+                 book: RunBook, arrays: Any, known: str | None, memo: str,
+                 stop: threading.Event) -> RunEntry:
+    """One run, with training errors made one clear line."""
+    from . import training
+
+    try:
+        return training.find_or_fit(spec, settings, dataset, arrays, base,
+                                    book.parent_key(spec), known, memo, stop)
+    except (CatdogError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # TensorFlow and Keras raise many kinds
+        raise training.training_error(spec, settings, exc) from exc
+
+
+def execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: str | None,
+            failures: list[str]) -> RunBook:
+    """Run the plan: the runs train in a thread; each page starts once its runs are ready
+    (from the page cache when its key is known and stored), settings.jobs kernels at once.
+    Each node of the plan gets its page; failures gets the failed pages' errors where the
+    build goes on (keep_going, publish_failures). Returns the book of the build's runs."""
+    book = RunBook(settings.build_dir, settings.seed)
+    run_batch(lambda: _execute(settings, dataset, plan, base, book, failures))
+    return book
+
+
+async def _execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: str | None,
+                   book: RunBook, failures: list[str]) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    ready = {i: loop.create_future() for i in plan.ids}
+    imported = loop.create_future()  # the builders of the runs to train here are imported
+    stop = threading.Event()
+
+    def train() -> None:
+        try:
+            import_builders(settings, plan)
+            loop.call_soon_threadsafe(_done, imported)
+            train_runs(settings, dataset, plan.specs, base, book,
+                       lambda run: loop.call_soon_threadsafe(_done, ready[run]), stop,
+                       plan.known)
+        except BaseException as exc:  # a waiting page gets an Exception, never the interrupt
+            failure = exc if isinstance(exc, Exception) else BuildError("training stopped")
+            for future in [imported, *ready.values()]:
+                loop.call_soon_threadsafe(_fail, future, failure)
+            raise
+
+    trainer = loop.run_in_executor(None, train) if ready else None
+    if trainer is None:
+        imported.set_result(None)
+    try:
+        await _schedule(settings, plan, ready, book, failures, stop, imported)
+        if trainer:
+            await trainer
+    except BaseException:
+        stop.set()  # the training thread stops at its next batch
+        if trainer:  # its exception is the interrupt itself: nothing more to report
+            trainer.add_done_callback(lambda f: f.cancelled() or f.exception())
+        raise
+
+
+def _done(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _fail(future: Any, exc: BaseException) -> None:
+    """Hand a training failure to the pages waiting for that run."""
+    if not future.done():
+        future.set_exception(exc)
+        future.exception()  # retrieved: the waiting page, if any, raises it
+
+
+def import_builders(settings: Settings, plan: Plan) -> None:
+    """Import the builders of the runs this process trains, so that an import error fails
+    the build (naming study.yml and the model) before any page kernel starts."""
+    if settings.workers > 1:  # the workers import them; their source was checked in the plan
+        return
+    names = list(dict.fromkeys(s.model for s in plan.specs if s.id in plan.to_train))
+    if names:
+        from .training import import_tensorflow
+
+        import_tensorflow()  # builders import Keras: its start-up lines stay off the terminal
+    for name in names:
+        settings.study.builder(name)
+
+
+async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book: RunBook,
+                    failures: list[str], stop: threading.Event, imported: Any) -> None:
+    """Start every page in nav order; each waits for its runs, then comes from the page
+    cache or executes once the builders to train with are imported. The first failing page
+    (without keep_going) stops the build."""
+    import asyncio
+
+    store = pages.page_store(settings.cache_root)
+    slots = asyncio.Semaphore(settings.jobs)
+    errors: list[PageError] = []
+    inputs = plan.inputs
+    total = len(plan.pages)
+
+    def from_cache(node: Any) -> bool:
+        """Take the page from the page cache if its key is stored there."""
+        node.page = pages.load_cached(store, node.key, node.name, node.path)
+        if node.page is not None:
+            emit(log, PageDone(node.name, True, 0.0), "[%d/%d] %s: cached", node.number,
+                 total, node.name)
+        return node.page is not None
+
+    async def one(node: Any) -> None:
+        if node.key is not None and from_cache(node):
+            return
+        try:
+            for i in node.ids:
+                await ready[i]
+        except Exception:
+            if errors:  # training was stopped because a page failed
+                return
+            raise
+        if node.key is None:
+            node.key = node.key_for({i: book.by_id[i]["key"] for i in node.ids}, inputs)
+            if from_cache(node):
+                return
+        await imported  # an import error of the study's code fails before any kernel starts
+        async with slots:
+            if errors:  # an earlier page failed and the build stops
+                return
+            t0 = time.perf_counter()
+            emit(log, PageStarted(node.name), "[%d/%d] %s: executing", node.number, total,
+                 node.name)
+            try:
+                page = await pages.run_page_async(node.path, kernel_env(settings),
+                                                  settings.build_dir / "logs",
+                                                  settings.cell_limit)
+            except PageError as exc:
+                emit(log, PageDone(node.name, False, time.perf_counter() - t0, failed=True),
+                     "%s", exc, level=logging.ERROR)
+                if settings.publish_failures:  # the serve loop: show it, never cache it
+                    node.page = pages.failure_page(node.path, exc)
+                    failures.append(str(exc))
+                elif settings.keep_going:
+                    failures.append(str(exc))
+                else:
+                    errors.append(exc)
+                    stop.set()
+                return
+            page.runs = [book.by_id[i] for i in node.ids]  # the stamp: as this build had them
+            pages.save(store, node.key, page)
+            node.page = page
+            seconds = time.perf_counter() - t0
+            emit(log, PageDone(node.name, False, seconds), "[%d/%d] %s: executed in %.1f s",
+                 node.number, total, node.name, seconds)
+
+    await asyncio.gather(*[one(node) for node in plan.pages])
+    if errors:
+        raise errors[0]
+
+
