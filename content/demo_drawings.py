@@ -1,41 +1,23 @@
-"""Offline, seeded, deterministic synthetic "cats and dogs" photo data set.
+"""The study's offline demo data: cartoon cats and dogs drawn with Pillow, one image at a
+time (study.yml declares `generator: content/demo_drawings.py:draw` under `data:`).
 
-The layout mirrors the Keras ``cats_and_dogs_filtered`` data set, so code written
-for the real data works unchanged on the synthetic one::
-
-    <root>/train/cats/cat.0.jpg ... cat.{n-1}.jpg
-    <root>/train/dogs/dog.0.jpg ... dog.{n-1}.jpg
-    <root>/validation/cats/cat.{n}.jpg ... cat.{n+m-1}.jpg
-    <root>/validation/dogs/dog.{n}.jpg ... dog.{n+m-1}.jpg
-
-Each image is a cartoon cat or dog drawn with Pillow on a cluttered background.
-Every image has its own random generator seeded from ``(seed, split, class,
-index)``, so any single file can be regenerated independently and the same
-parameters always give byte-identical files.  A deliberate fraction of the
-animals carry ambiguous features (round-eared cats, perky-eared dogs, occlusion,
-low contrast) so that a small CNN has to learn rather than memorise one cue.
+catdog-report calls ``draw(rng, class_name, size)`` for every image of a synthetic profile,
+with a random generator of its own seeded from ``(seed, split, class, index)``; everything
+drawn depends on that generator alone, so the same seed gives byte-identical files. Each
+animal sits on a cluttered background, and a deliberate fraction carries ambiguous features
+(round-eared cats, perky-eared dogs, occlusion, low contrast) so that a small CNN has to
+learn rather than memorise one cue.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["CLASSES", "CLASS_DIRS", "FORMAT_VERSION", "draw_animal"]
-
-logger = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-"""Bumped whenever the drawing changes, so that old sets on disk are rebuilt."""
-
-CLASSES: tuple[str, str] = ("cat", "dog")
-"""Animal kinds, in class-id order."""
-
-CLASS_DIRS: dict[str, str] = {"cat": "cats", "dog": "dogs"}
-"""Folder name of each kind, as in the real data set."""
+KINDS: dict[str, str] = {"cats": "cat", "dogs": "dog"}
+"""The animal each class folder of study.yml (data.classes) holds."""
 
 _SS = 2  # supersampling factor used for anti-aliased drawing
 
@@ -506,24 +488,25 @@ def _finish(rng: np.random.Generator, img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
-def draw_animal(rng: np.random.Generator, kind: str, size: int) -> Image.Image:
-    """Draw one synthetic cartoon photo of a cat or a dog.
+def draw(rng: np.random.Generator, class_name: str, size: int) -> Image.Image:
+    """Draw one synthetic cartoon photo of a class of the study (``cats`` or ``dogs``).
 
     Args:
         rng: Source of all randomness; the result depends only on its state.
-        kind: ``"cat"`` or ``"dog"``.
+        class_name: A class folder of study.yml: ``"cats"`` or ``"dogs"``.
         size: Width and height of the square output image, in pixels.
 
     Returns:
         An RGB ``PIL.Image.Image`` of ``size`` x ``size`` pixels.
 
     Raises:
-        ValueError: If ``kind`` is not a known class or ``size`` is too small.
+        ValueError: If ``class_name`` is not a known class or ``size`` is too small.
     """
-    if kind not in CLASSES:
-        raise ValueError(f"kind must be one of {CLASSES}, got {kind!r}")
+    if class_name not in KINDS:
+        raise ValueError(f"class_name must be one of {list(KINDS)}, got {class_name!r}")
     if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
+    kind = KINDS[class_name]
     n = size * _SS
     img = _background(rng, n).convert("RGBA")
     layer, (hx, hy), r = _animal_layer(rng, kind, n)
