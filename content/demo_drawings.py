@@ -232,14 +232,8 @@ def _dog_ears(
         )
 
 
-def _cat_face(
-    d: ImageDraw.ImageDraw,
-    hx: float,
-    hy: float,
-    r: float,
-    rng: np.random.Generator,
-    look: _Look,
-) -> None:
+def _cat_face(d: ImageDraw.ImageDraw, hx: float, hy: float, r: float, rng: np.random.Generator,
+              look: _Look) -> None:
     """Almond eyes with slit pupils, small pink nose, 'w' mouth and whiskers."""
     iris = _jitter(rng, _CAT_IRIS[int(rng.integers(len(_CAT_IRIS)))], 10.0)
     ey = hy - rng.uniform(0.05, 0.2) * r
@@ -292,14 +286,8 @@ def _cat_face(
                 d.line([(x0, y0), (x1, y1)], fill=look.line, width=ww)
 
 
-def _dog_face(
-    d: ImageDraw.ImageDraw,
-    hx: float,
-    hy: float,
-    r: float,
-    rng: np.random.Generator,
-    look: _Look,
-) -> None:
+def _dog_face(d: ImageDraw.ImageDraw, hx: float, hy: float, r: float, rng: np.random.Generator,
+              look: _Look) -> None:
     """Round dark eyes, long pale muzzle with big dark nose, sometimes a tongue."""
     ey = hy - rng.uniform(0.12, 0.3) * r
     er = rng.uniform(0.09, 0.13) * r
@@ -349,15 +337,8 @@ def _dog_face(
     )
 
 
-def _body(
-    d: ImageDraw.ImageDraw,
-    hx: float,
-    hy: float,
-    r: float,
-    kind: str,
-    rng: np.random.Generator,
-    look: _Look,
-) -> None:
+def _body(d: ImageDraw.ImageDraw, hx: float, hy: float, r: float, kind: str,
+          rng: np.random.Generator, look: _Look) -> None:
     """Sitting body with front legs and a tail (long thin for cats, short thick for dogs)."""
     side = 1 if rng.random() < 0.5 else -1
     bw = r * (rng.uniform(0.8, 1.0) if kind == "cat" else rng.uniform(0.95, 1.2))
@@ -402,15 +383,8 @@ def _body(
         )
 
 
-def _head(
-    d: ImageDraw.ImageDraw,
-    hx: float,
-    hy: float,
-    r: float,
-    kind: str,
-    rng: np.random.Generator,
-    look: _Look,
-) -> None:
+def _head(d: ImageDraw.ImageDraw, hx: float, hy: float, r: float, kind: str,
+          rng: np.random.Generator, look: _Look) -> None:
     """Head outline with ears, optional fur patch and the face of the given kind."""
     if kind == "cat":
         _cat_ears(d, hx, hy, r, rng, look)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from catdog_report import demo_data, study
+from catdog_report.cache import file_digest
 from catdog_report.config import Settings
 from catdog_report.demo_data import Drawer, generate
 from catdog_report.errors import ConfigError, DataError
@@ -84,7 +85,7 @@ def test_a_second_study_gets_its_own_classes_drawn_by_its_own_generator(
         assert (_corner(root / name) > 200) == ("/squares/" in name), name
     marker = json.loads((root / "synthetic.json").read_text(encoding="utf-8"))
     assert marker == {"format_version": demo_data.FORMAT_VERSION, "generator": "shapes.py:draw",
-                      "generator_source": demo_data.file_digest(path.parent / "shapes.py"),
+                      "generator_source": file_digest(path.parent / "shapes.py"),
                       "classes": ["circles", "squares"], "train_per_class": 3,
                       "validation_per_class": 2, "size": 48, "seed": 0}
     assert demo_data.generate_for(settings) == root  # made once
@@ -104,11 +105,33 @@ def test_a_changed_generator_source_makes_a_new_set(tmp_path: Path) -> None:
         red, green, _ = img.convert("RGB").getpixel((16, 16))
     assert red > 200 and green < 60
     marker = json.loads((second / "synthetic.json").read_text(encoding="utf-8"))
-    assert marker["generator_source"] == demo_data.file_digest(folder / "shapes.py")
+    assert marker["generator_source"] == file_digest(folder / "shapes.py")
     # the same folder given twice: the set in it is replaced when the source changes
     again = generate(first, demo_data.drawer(settings.study), train_per_class=3,
                      validation_per_class=2, size=32)
     assert again == first and _files(first) == _files(second)
+
+
+def test_an_edited_generator_changes_the_page_key_and_the_data_manifest(
+        tmp_path: Path) -> None:
+    from catdog_report.build import resolve_data, study_digest
+
+    folder = tmp_path / "study"
+    demo = DEMO | {"validation_per_class": 5}
+    shapes_study(folder, profiles__demo=demo)
+    settings = Settings(profile="demo", project_dir=folder, cache_dir=tmp_path / "cache",
+                        image_size=32)
+
+    def keys() -> tuple[str, str, str]:
+        dataset = resolve_data(settings)
+        return study_digest(settings), dataset.manifest, dataset.source
+
+    before = keys()
+    assert keys() == before
+    shapes_study(folder, SHAPES.replace("(250, 250, 250)", "(250, 0, 0)"), profiles__demo=demo)
+    after = keys()
+    assert after[0] != before[0] and after[1] != before[1]
+    assert after[2] == before[2] == "generated offline by shapes.py:draw"
 
 
 def test_the_generator_is_declared_and_checked_from_its_source(tmp_path: Path) -> None:

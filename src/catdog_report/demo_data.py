@@ -48,7 +48,8 @@ _JPEG_QUALITY = 90
 @dataclass(frozen=True)
 class Drawer:
     """A study's image generator: its reference in study.yml, the classes it draws, the
-    digest of its source file, and the function itself (rng, class_name, size) -> image."""
+    digest of the file it is defined in (what a set's marker records), and the function
+    itself (rng, class_name, size) -> image."""
 
     ref: str
     classes: tuple[str, ...]
@@ -59,13 +60,13 @@ class Drawer:
 def drawer(study: Study) -> Drawer:
     """The study's data.generator, checked from its source, then imported."""
     path = check_generator(study)
-    return Drawer(str(study.data.generator), study.data.classes, file_digest(path),
+    return Drawer(study.generator_ref(), study.data.classes, file_digest(path),
                   study.generator())
 
 
 def generate_for(settings: Any, root: Path | None = None) -> Path:
     """The demo data set a synthetic profile of the study uses (in the cache unless a root
-    is given), made once per drawer, seed and counts."""
+    is given), made once per generator source, classes, seed, counts and size."""
     found = drawer(settings.study)
     spec = settings.profile_spec
     if root is None:
@@ -187,9 +188,8 @@ def generate(
     If ``root`` already holds a complete set with the same parameters this
     returns at once without touching any file.  If ``root`` holds a synthetic
     set made with other parameters (another generator source, or an older
-    format), it is replaced.  An
-    empty ``root`` folder is replaced too; any other existing ``root`` is left
-    alone and ``FileExistsError`` is raised.
+    format), it is replaced.  An empty ``root`` folder is replaced too; any
+    other existing ``root`` is left alone and ``DataError`` is raised.
 
     Args:
         root: Destination folder; its parent is created if needed.

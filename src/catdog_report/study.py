@@ -176,11 +176,16 @@ class Study:
     def generator(self) -> Callable[..., Any]:
         """Import data.generator, the study's drawer of synthetic images (this imports the
         study's code)."""
+        return self._function(self.generator_ref(), "data.generator", "data.generator")
+
+    def generator_ref(self) -> str:
+        """data.generator (FILE.py:function); a study without one fails saying how to
+        declare it."""
         if self.data.generator is None:
-            raise ConfigError(f"{self.path} declares no data.generator; a synthetic profile "
-                              "draws its images with one: add `generator: FILE.py:function` "
-                              "under data:")
-        return self._function(self.data.generator, "data.generator", "data.generator")
+            raise ConfigError(f"{self.path}: data: no generator declared; a synthetic profile "
+                              "draws its images offline with the study's own function: add "
+                              "`generator: FILE.py:function` under data:")
+        return self.data.generator
 
     def _function(self, ref: str, purpose: str, role: str) -> Callable[..., Any]:
         """Import the function a FILE.py:function or package.module:function names."""
@@ -280,11 +285,7 @@ def check_generator(study: Study) -> Path:
     Raises:
         ConfigError: Naming study.yml, data.generator and the fix.
     """
-    ref = study.data.generator
-    if ref is None:
-        raise ConfigError(f"{study.path}: data: no generator declared; a synthetic profile "
-                          "draws its images offline with the study's own function: add "
-                          "`generator: FILE.py:function` under data:")
+    ref = study.generator_ref()
     function = ref.partition(":")[2]
     where = f"{study.path}: data.generator: {ref}"
     signature = f"`def {function}({', '.join(GENERATOR_ARGS)})` returning a PIL image"
@@ -631,7 +632,7 @@ def load(path: Path) -> Study:
         if spec.synthetic and data.generator is None:
             raise check.fail(f"profiles.{spec.name}.synthetic", (
                 "a synthetic profile draws its images with the study's own function: declare "
-                f"`generator: FILE.py:function` under data:, a function "
+                "`generator: FILE.py:function` under data:, a function "
                 f"({', '.join(GENERATOR_ARGS)}) returning a PIL image"))
     if not isinstance(raw["models"], dict) or not raw["models"]:
         raise check.fail("models", "expected a mapping of one or more models")
