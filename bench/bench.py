@@ -102,9 +102,11 @@ def find_data(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
     from catdog_report.errors import DataError
 
     if args.smoke:
-        root = demo_data.generate(work / "data-smoke", train_per_class=20,
-                                  validation_per_class=10, size=IMAGE_SIZE, seed=0)
-        return root, "synthetic (smoke: catdog_report.synthetic, 20 + 10 images per class)"
+        root = demo_data.generate(work / "data-smoke", demo_data.drawer(STUDY),
+                                  train_per_class=20, validation_per_class=10, size=IMAGE_SIZE,
+                                  seed=0)
+        return root, (f"synthetic (smoke: {STUDY.data.generator}, 20 + 10 images per "
+                      "class)")
     shared = REPO.parent / "shared" / "data"
     candidate = args.data_dir or (None if os.environ.get("CATDOG_DATA_DIR") else shared)
     try:
@@ -118,9 +120,11 @@ def find_data(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
         sys.exit(f"bench: --data-dir {args.data_dir} holds no train/ and validation/")
     say(f"NO REAL DATA at {candidate}: generating the synthetic set (150 + 75 per class); "
         "the numbers below are for SYNTHETIC images")
-    root = demo_data.generate(work / "data-synthetic", train_per_class=150,
-                              validation_per_class=75, size=IMAGE_SIZE, seed=0)
-    return root, f"SYNTHETIC (no real data at {candidate}; catdog_report.synthetic, 150 + 75)"
+    root = demo_data.generate(work / "data-synthetic", demo_data.drawer(STUDY),
+                              train_per_class=150, validation_per_class=75, size=IMAGE_SIZE,
+                              seed=0)
+    return root, (f"SYNTHETIC (no real data at {candidate}; {STUDY.data.generator}, "
+                  "150 + 75)")
 
 
 def find_weights(args: argparse.Namespace) -> Path:

@@ -69,6 +69,7 @@ def test_the_projects_own_study() -> None:
     assert list(s.models) == ["model_one", "model_two", "model_three", "model_four"]
     assert s.models["model_four"].weights == "mobilenet_v2"
     assert s.data.classes == ("cats", "dogs") and s.data.grid_rows == ("dogs", "cats")
+    assert s.data.generator == "content/demo_drawings.py:draw"
     assert s.epochs("model_two", "full") == 30 and s.profiles["demo"].synthetic
     assert len(set(s.colours().values())) == 4
 
@@ -79,7 +80,11 @@ def test_a_valid_study_and_its_order(tmp_path: Path) -> None:
     assert s.colours()["small"] == study.PALETTE[0] and s.colours()["tuned"] == "#123456"
     assert s.order(["tuned"]) == ["small", "tuned"]  # the parent comes first
     assert s.data.grid_rows == ("circles", "squares")  # default: the classes' order
-    assert s.builder_files() == [tmp_path / "builders.py"]
+    assert s.code_files() == [tmp_path / "builders.py"]
+    (tmp_path / "demo").mkdir()  # a generator elsewhere: its folder's code is the study's too
+    (tmp_path / "demo" / "drawn.py").write_text("def draw(rng, class_name, size):\n    pass\n")
+    drawn = study.load(write_study(tmp_path, data__generator="demo/drawn.py:draw"))
+    assert drawn.code_files() == [tmp_path / "builders.py", tmp_path / "demo" / "drawn.py"]
     assert study.builder_source(s, "tiny").startswith("def tiny(image_size):")
 
 

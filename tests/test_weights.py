@@ -10,12 +10,21 @@ from conftest import ROOT
 
 
 def test_missing_and_non_hdf5_files(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match=r"does not exist.*CATDOG_WEIGHTS"):
-        weights.check_weights_file(tmp_path / "missing.h5")
+    with pytest.raises(WeightsError, match=r"does not exist.*CATDOG_WEIGHTS to a local "
+                                           r"mobilenet_v2_weights_.*_1\.0_96_no_top\.h5"):
+        weights.check_weights_file(tmp_path / "missing.h5", "mobilenet_v2", 96)
     bad = tmp_path / "weights.h5"
     bad.write_text("<html>404 not found</html>")
     with pytest.raises(WeightsError, match="not an HDF5"):
-        weights.check_weights_file(bad)
+        weights.check_weights_file(bad, "mobilenet_v2", 160)
+
+
+def test_the_expected_file_is_the_studys_base_at_the_builds_image_size() -> None:
+    from catdog_report.config import Settings
+
+    settings = Settings(project_dir=ROOT, image_size=128)
+    assert weights.study_base(settings.study) == "mobilenet_v2"
+    assert weights.expected_file(settings) == weights.FILES["mobilenet_v2"].format(size=128)
 
 
 def test_weights_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

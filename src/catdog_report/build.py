@@ -48,10 +48,11 @@ def library_digest() -> str:
 
 
 def study_digest(settings: Settings) -> str:
-    """A hash of the study's declaration and its own code (the builders the pages show)."""
+    """A hash of the study's declaration and its own code (the builders the pages show and
+    the generator of the demo data)."""
     study = settings.study
     return digest({"study.yml": file_digest(study.path),
-                   "code": {p.name: file_digest(p) for p in study.builder_files()}})
+                   "code": {p.name: file_digest(p) for p in study.code_files()}})
 
 
 def resolve_data(settings: Settings) -> data.Dataset:
@@ -62,7 +63,7 @@ def resolve_data(settings: Settings) -> data.Dataset:
         from . import demo_data
 
         root = demo_data.generate_for(settings)
-        source = "generated offline by catdog_report.synthetic"
+        source = f"generated offline by {settings.study.data.generator}"
     else:
         root, source = data.locate(settings.data_dir, settings.study.data)
     dataset = data.scan(settings, root, source)

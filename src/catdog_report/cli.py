@@ -96,8 +96,14 @@ def parser() -> argparse.ArgumentParser:
         _output_options(command, defaults=False)
     c = sub.add_parser("check-site", help="check every link and image in site/ resolves")
     c.add_argument("site", type=Path, nargs="?", default=Path("site"))
-    g = sub.add_parser("demo-data", help="write the synthetic demo data set to a folder")
+    g = sub.add_parser("demo-data", help="write a synthetic profile's data set (drawn by the "
+                       "study's data.generator) to a folder")
     g.add_argument("folder", type=Path)
+    g.add_argument("--project", type=Path, default=Path.cwd(),
+                   help="project folder (the one holding study.yml)")
+    g.add_argument("--profile", help="a synthetic profile of study.yml (default: the first)")
+    g.add_argument("--seed", type=int, default=0, help="seeds every image (default 0)")
+    g.add_argument("--image-size", type=int, default=160, help="square size in pixels")
     sub.add_parser("clean", help="remove site/, build/ and the caches in .cache/")
     return p
 
@@ -219,11 +225,23 @@ def cmd_check_site(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    """Generate the synthetic data set."""
+    """Generate a synthetic profile's data set with the study's generator."""
     from . import demo_data
+    from .study import STUDY_FILE, load
 
-    demo_data.generate(args.folder)
-    log.info("wrote the synthetic data set to %s", args.folder)
+    study = load(args.project / STUDY_FILE)
+    profile = args.profile or next(
+        (p.name for p in study.profiles.values() if p.synthetic), None)
+    if profile is None:
+        raise ConfigError(f"{study.path} declares no synthetic profile; add one (`synthetic: "
+                          "true`) with a data.generator to draw its images")
+    settings = Settings(profile=profile, project_dir=args.project, seed=args.seed,
+                        image_size=args.image_size)
+    if not settings.profile_spec.synthetic:
+        raise ConfigError(f"profile {profile!r} of {study.path} uses real data; name a "
+                          "synthetic profile (`synthetic: true`) with --profile")
+    demo_data.generate_for(settings, args.folder)
+    log.info("wrote the synthetic data set of profile %s to %s", profile, args.folder)
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import ConfigError
-from .weights import file_name
+from .weights import expected_file
 
 ENV = {"cache_dir": "CATDOG_CACHE_DIR", "data_dir": "CATDOG_DATA_DIR",
        "weights": "CATDOG_WEIGHTS"}
@@ -57,7 +57,7 @@ def check_build_paths(settings: Settings, given: Mapping[str, tuple[Path, str]])
                          "folder (the one holding train/ and validation/)")
     if "weights" in given:
         path, option = given["weights"]
-        _weights_file(path, option)
+        _weights_file(path, option, expected_file(settings))
 
 
 def folder_writable_problem(folder: Path) -> str | None:
@@ -127,10 +127,9 @@ def _existing_folder(path: Path, name: str, fix: str) -> None:
         raise ConfigError(f"{name} {path} cannot be read ({reason}); {fix}") from None
 
 
-def _weights_file(path: Path, option: str) -> None:
-    """The MobileNetV2 weights: an existing, readable file."""
-    fix = (f"point {option} at a local no-top weights file of the base, such as "
-           f"{file_name('mobilenet_v2', 160)}")
+def _weights_file(path: Path, option: str, name: str) -> None:
+    """The base weights: an existing, readable file (name: the file the build expects)."""
+    fix = f"point {option} at a local no-top weights file of the base, such as {name}"
     if problem := _dangling(path):
         raise ConfigError(f"{option} {path} {problem}; {fix}")
     if not path.exists():

@@ -26,6 +26,7 @@ from .errors import ConfigError
 STUDY_FILE = "study.yml"
 BASES = ("mobilenet_v2",)  # the pretrained bases the engine can resolve (weights:)
 BUILDER_ARGS = ("image_size", "weights", "parent")  # what a builder may ask for
+GENERATOR_ARGS = ("rng", "class_name", "size")  # what data.generator is called with, in order
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -42,12 +43,14 @@ def suggest(name: str, choices: Any) -> str:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The data set: its name, where to download it, its classes in label order."""
+    """The data set: its name, where to download it, its classes in label order, and the
+    study's own function that draws a synthetic profile's images offline (FILE.py:fn)."""
 
     name: str
     url: str | None
     classes: tuple[str, ...]
     grid_rows: tuple[str, ...]
+    generator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,8 +170,26 @@ class Study:
 
     def builder(self, name: str) -> Callable[..., Any]:
         """Import a model's builder function (this imports the study's code)."""
-        spec = self.model(name)
-        module, _, function = spec.builder.partition(":")
+        return self._function(self.model(name).builder, f"model {name!r}",
+                              f"builder of model {name!r}")
+
+    def generator(self) -> Callable[..., Any]:
+        """Import data.generator, the study's drawer of synthetic images (this imports the
+        study's code)."""
+        return self._function(self.generator_ref(), "data.generator", "data.generator")
+
+    def generator_ref(self) -> str:
+        """data.generator (FILE.py:function); a study without one fails saying how to
+        declare it."""
+        if self.data.generator is None:
+            raise ConfigError(f"{self.path}: data: no generator declared; a synthetic profile "
+                              "draws its images offline with the study's own function: add "
+                              "`generator: FILE.py:function` under data:")
+        return self.data.generator
+
+    def _function(self, ref: str, purpose: str, role: str) -> Callable[..., Any]:
+        """Import the function a FILE.py:function or package.module:function names."""
+        module, _, function = ref.partition(":")
         try:
             if module.endswith(".py"):
                 path = (self.root / module).resolve()
@@ -192,24 +213,26 @@ class Study:
         except ConfigError:
             raise
         except Exception as exc:  # the study's own code can raise anything on import
-            raise ConfigError(f"cannot import {module} for model {name!r} ({self.path}): "
+            raise ConfigError(f"cannot import {module} for {purpose} ({self.path}): "
                               f"{type(exc).__name__}: {exc}") from exc
         fn = getattr(mod, function, None)
         if not callable(fn):
-            raise ConfigError(f"{module} has no function {function!r} (builder of model "
-                              f"{name!r} in {self.path}){suggest(function, dir(mod))}")
+            raise ConfigError(f"{module} has no function {function!r} ({role} in "
+                              f"{self.path}){suggest(function, dir(mod))}")
         return fn
 
-    def builder_files(self) -> list[Path]:
-        """The study's own Python files the builders live in (their folders' .py files)."""
-        folders = {(self.root / m.builder.partition(":")[0]).resolve().parent
-                   for m in self.models.values() if m.builder.partition(":")[0].endswith(".py")}
+    def code_files(self) -> list[Path]:
+        """The study's own Python files: the .py files of the folders its builders and its
+        data generator live in."""
+        refs = [m.builder for m in self.models.values()] + [self.data.generator or ""]
+        folders = {(self.root / module).resolve().parent
+                   for module in (ref.partition(":")[0] for ref in refs) if module.endswith(".py")}
         return sorted(p for folder in folders for p in folder.glob("*.py"))
 
 
 def builder_source(study: Study, function: str) -> str:
     """The source of a function in the study's builder files, read without importing."""
-    files = study.builder_files()
+    files = study.code_files()
     for path in files:
         text = path.read_text()
         for node in ast.parse(text, filename=str(path)).body:
@@ -234,9 +257,58 @@ def check_builders(study: Study) -> None:
 def check_builder(study: Study, name: str) -> None:
     """Check one model's builder from its source (see check_builders)."""
     spec = study.model(name)
-    module, _, function = spec.builder.partition(":")
+    function = spec.builder.partition(":")[2]
     where = f"{study.path}: models.{name}.builder: {spec.builder}"
-    path = _builder_path(study, module, where)
+    path, tree, node = _plain_function(study, spec.builder, where, "a builder", (
+        f"`def {function}({', '.join(BUILDER_ARGS)})` taking only the ones it needs"))
+    args = node.args
+    params = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+    bad = [p for p in params if p not in BUILDER_ARGS] + [
+        f"*{a.arg}" for a in (args.vararg,) if a] + [f"**{a.arg}" for a in (args.kwarg,) if a]
+    if args.posonlyargs:
+        bad += [f"{a.arg} (positional-only)" for a in args.posonlyargs if a.arg in BUILDER_ARGS]
+    if bad:
+        raise ConfigError(f"{where}: {function}() takes {', '.join(bad)}; a builder takes "
+                          f"only {', '.join(BUILDER_ARGS)} (the ones it needs), by name")
+    if spec.builder.partition(":")[0].endswith(".py"):
+        _check_imports(tree, path, where)
+
+
+def check_generator(study: Study) -> Path:
+    """Check data.generator from its source, importing nothing: a plain top-level `def` of
+    its file or module that takes (rng, class_name, size) by position, whose file imports
+    only installed modules.
+
+    Returns:
+        The file the generator is defined in.
+
+    Raises:
+        ConfigError: Naming study.yml, data.generator and the fix.
+    """
+    ref = study.generator_ref()
+    function = ref.partition(":")[2]
+    where = f"{study.path}: data.generator: {ref}"
+    signature = f"`def {function}({', '.join(GENERATOR_ARGS)})` returning a PIL image"
+    path, tree, node = _plain_function(study, ref, where, "a generator", signature)
+    args = node.args
+    positional = [*args.posonlyargs, *args.args]
+    required = len(positional) - len(args.defaults)
+    if (len(positional) < len(GENERATOR_ARGS) and args.vararg is None) or required > len(
+            GENERATOR_ARGS) or any(d is None for d in args.kw_defaults):
+        taken = ", ".join(a.arg for a in [*positional, *args.kwonlyargs]) or "nothing"
+        raise ConfigError(f"{where}: {function}() takes {taken}; it is called as "
+                          f"{function}({', '.join(GENERATOR_ARGS)}): {signature}")
+    if ref.partition(":")[0].endswith(".py"):
+        _check_imports(tree, path, where)
+    return path
+
+
+def _plain_function(study: Study, ref: str, where: str, what: str,
+                    shape: str) -> tuple[Path, ast.Module, ast.FunctionDef]:
+    """The file, syntax tree and `def` of a FILE.py:function or package.module:function,
+    read without importing; anything but a plain top-level function fails."""
+    module, _, function = ref.partition(":")
+    path = _source_path(study, module, where, what)
     try:
         text = path.read_text()
         tree = ast.parse(text, filename=str(path))
@@ -246,8 +318,7 @@ def check_builder(study: Study, name: str) -> None:
                           f"{type(exc).__name__}: {exc}") from None
     bound = _top_level_bindings(tree)
     node = bound.get(function)
-    plain = (f"a builder is a plain function at the top of {path.name}, `def {function}("
-             f"{', '.join(BUILDER_ARGS)})` taking only the ones it needs")
+    plain = f"{what} is a plain function at the top of {path.name}, {shape}"
     if node is None:
         functions = [n for n, v in bound.items() if isinstance(v, ast.FunctionDef)]
         raise ConfigError(f"{where}: {module} defines no function {function!r} at its top "
@@ -259,21 +330,12 @@ def check_builder(study: Study, name: str) -> None:
                      type(node), "an assigned value"))
         raise ConfigError(f"{where}: {function!r} in {module} is {kind}, not a plain Python "
                           f"function; {plain}")
-    args = node.args
-    params = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
-    bad = [p for p in params if p not in BUILDER_ARGS] + [
-        f"*{a.arg}" for a in (args.vararg,) if a] + [f"**{a.arg}" for a in (args.kwarg,) if a]
-    if args.posonlyargs:
-        bad += [f"{a.arg} (positional-only)" for a in args.posonlyargs if a.arg in BUILDER_ARGS]
-    if bad:
-        raise ConfigError(f"{where}: {function}() takes {', '.join(bad)}; a builder takes "
-                          f"only {', '.join(BUILDER_ARGS)} (the ones it needs), by name")
-    if module.endswith(".py"):
-        _check_imports(tree, path, where)
+    return path, tree, node
 
 
-def _builder_path(study: Study, module: str, where: str) -> Path:
-    """The source file of a builder's FILE.py or package.module, found without importing."""
+def _source_path(study: Study, module: str, where: str, what: str) -> Path:
+    """The source file of a FILE.py or package.module the study names, found without
+    importing."""
     if module.endswith(".py"):
         path = (study.root / module).resolve()
         if not path.is_file():
@@ -292,7 +354,7 @@ def _builder_path(study: Study, module: str, where: str) -> Path:
         origin = getattr(getattr(found, "loader_state", None), "filename", None) or origin
     if not origin or not str(origin).endswith(".py") or not Path(origin).is_file():
         raise ConfigError(f"{where}: {module} is not Python source ({origin or 'built in'}), "
-                          "so the builder is no plain Python function; a builder is a plain "
+                          f"so it holds no plain Python function; {what} is a plain "
                           "function in a FILE.py or in an installed package's .py module")
     return Path(origin)
 
@@ -330,7 +392,7 @@ def _top_level_bindings(tree: ast.Module) -> dict[str, ast.stmt]:
 
 
 def _check_imports(tree: ast.Module, path: Path, where: str) -> None:
-    """Every module a builder file imports at its top level is installed (found, not run)."""
+    """Every module a study's file imports at its top level is installed (found, not run)."""
     places = [str(path.parent), *sys.path]
     for node in tree.body:
         names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
@@ -357,7 +419,7 @@ def builder_kwargs(fn: Callable[..., Any], available: Mapping[str, Any]) -> dict
 
 TOP_KEYS = {"title", "data", "profiles", "models", "claims", "pages"}
 PAGES_KEYS = {"cell_timeout"}
-DATA_KEYS = {"name", "url", "classes", "grid_rows"}
+DATA_KEYS = {"name", "url", "classes", "grid_rows", "generator"}
 PROFILE_KEYS = {"description", "train_per_class", "validation_per_class", "synthetic", "seeds"}
 MODEL_KEYS = {"title", "builder", "epochs", "weights", "starts_from", "colour", "description"}
 CLAIM_KEYS = {"model", "metric", "low", "high", "text", "reason", "profile"}
@@ -405,7 +467,23 @@ def _data(check: _Check, raw: Any) -> DataSpec:
     rows = raw.get("grid_rows") or classes
     if not isinstance(rows, list) or any(r not in classes for r in rows):
         raise check.fail("data.grid_rows", f"expected class names among {classes}, got {rows!r}")
-    return DataSpec(_text(check, raw, "name", "data"), raw.get("url"), tuple(classes), tuple(rows))
+    generator = raw.get("generator")
+    if generator is not None:
+        generator = _function_ref(check, generator, "data.generator")
+    return DataSpec(_text(check, raw, "name", "data"), raw.get("url"), tuple(classes), tuple(rows),
+                    generator)
+
+
+def _function_ref(check: _Check, value: Any, where: str) -> str:
+    """A FILE.py:function (the file next to study.yml) or package.module:function."""
+    ref = str(value)
+    module, _, function = ref.partition(":")
+    if not module or not function.isidentifier():
+        raise check.fail(where, f"expected FILE.py:function or package.module:function, "
+                                f"got {ref!r}")
+    if module.endswith(".py") and not (check.path.parent / module).is_file():
+        raise check.fail(where, f"{module} does not exist next to {check.path.name}")
+    return ref
 
 
 def _profile(check: _Check, name: str, raw: Any) -> ProfileSpec:
@@ -427,13 +505,7 @@ def _model(check: _Check, name: str, raw: Any, index: int,
     if not NAME.match(name):
         raise check.fail(where, "a model name is letters, digits and underscores")
     raw = check.mapping(raw, where, MODEL_KEYS, ("builder", "epochs"))
-    builder = str(raw["builder"])
-    module, _, function = builder.partition(":")
-    if not module or not function.isidentifier():
-        raise check.fail(f"{where}.builder", f"expected FILE.py:function or "
-                                             f"package.module:function, got {builder!r}")
-    if module.endswith(".py") and not (check.path.parent / module).is_file():
-        raise check.fail(f"{where}.builder", f"{module} does not exist next to {check.path.name}")
+    builder = _function_ref(check, raw["builder"], f"{where}.builder")
     epochs = raw["epochs"]
     if not isinstance(epochs, dict):
         raise check.fail(f"{where}.epochs", f"expected {{profile: N}}, got {epochs!r}")
@@ -556,6 +628,12 @@ def load(path: Path) -> Study:
     if not isinstance(raw["profiles"], dict):
         raise check.fail("profiles", "expected a mapping of profile names")
     profiles = {n: _profile(check, n, p) for n, p in raw["profiles"].items()}
+    for spec in profiles.values():
+        if spec.synthetic and data.generator is None:
+            raise check.fail(f"profiles.{spec.name}.synthetic", (
+                "a synthetic profile draws its images with the study's own function: declare "
+                "`generator: FILE.py:function` under data:, a function "
+                f"({', '.join(GENERATOR_ARGS)}) returning a PIL image"))
     if not isinstance(raw["models"], dict) or not raw["models"]:
         raise check.fail("models", "expected a mapping of one or more models")
     models = {n: _model(check, n, m, i, profiles) for i, (n, m) in enumerate(raw["models"].items())}

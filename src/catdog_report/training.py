@@ -462,7 +462,7 @@ def memo_keys(specs: list[RunSpec], settings: Settings, dataset: Dataset) -> dic
     the training source stand in for the architecture, so the same memo key always means
     the same run key. A parent's memo key is part of its child's; specs: parents first."""
     study = settings.study
-    code = {p.name: file_digest(p) for p in study.builder_files()}
+    code = {p.name: file_digest(p) for p in study.code_files()}
     common = {"format": TRAINING_FORMAT, "code": code,
               "training": file_digest(Path(__file__)), "batch_size": settings.batch_size,
               "image_size": settings.image_size, "manifest": dataset.manifest,

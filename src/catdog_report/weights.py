@@ -13,6 +13,7 @@ from .errors import WeightsError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 FILES = {"mobilenet_v2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"}
+"""Each base's Keras weights file name (the one place it is written), by image size."""
 
 
 def file_name(base: str, image_size: int) -> str:
@@ -20,7 +21,18 @@ def file_name(base: str, image_size: int) -> str:
     return FILES[base].format(size=image_size)
 
 
-def check_weights_file(path: Path, base: str = "mobilenet_v2", image_size: int = 160) -> Path:
+def study_base(study: Any) -> str | None:
+    """The pretrained base the study's models declare (weights:), or None."""
+    bases = sorted({m.weights for m in study.models.values() if m.weights})
+    return bases[0] if bases else None
+
+
+def expected_file(settings: Any) -> str:
+    """The weights file name a build expects: its study's base at its image size."""
+    return file_name(study_base(settings.study) or next(iter(FILES)), settings.image_size)
+
+
+def check_weights_file(path: Path, base: str, image_size: int) -> Path:
     """Fail clearly when a weights file is missing or not HDF5."""
     path = Path(path).expanduser()
     name = file_name(base, image_size)
@@ -37,10 +49,9 @@ def check_weights_file(path: Path, base: str = "mobilenet_v2", image_size: int =
 def resolve(settings: Any) -> tuple[str | None, str]:
     """The base weights the study's models that declare one use, and their description:
     a local file, Keras's imagenet (cache or download), or none for an offline demo."""
-    bases = {m.weights for m in settings.study.models.values() if m.weights}
-    if not bases:
+    base = study_base(settings.study)
+    if base is None:
         return None, ""
-    base = sorted(bases)[0]
     for given, how in ((settings.weights, "--weights"),
                        (os.environ.get("CATDOG_WEIGHTS"), "CATDOG_WEIGHTS")):
         if given:

@@ -1,41 +1,23 @@
-"""Offline, seeded, deterministic synthetic "cats and dogs" photo data set.
+"""The study's offline demo data: cartoon cats and dogs drawn with Pillow, one image at a
+time (study.yml declares `generator: content/demo_drawings.py:draw` under `data:`).
 
-The layout mirrors the Keras ``cats_and_dogs_filtered`` data set, so code written
-for the real data works unchanged on the synthetic one::
-
-    <root>/train/cats/cat.0.jpg ... cat.{n-1}.jpg
-    <root>/train/dogs/dog.0.jpg ... dog.{n-1}.jpg
-    <root>/validation/cats/cat.{n}.jpg ... cat.{n+m-1}.jpg
-    <root>/validation/dogs/dog.{n}.jpg ... dog.{n+m-1}.jpg
-
-Each image is a cartoon cat or dog drawn with Pillow on a cluttered background.
-Every image has its own random generator seeded from ``(seed, split, class,
-index)``, so any single file can be regenerated independently and the same
-parameters always give byte-identical files.  A deliberate fraction of the
-animals carry ambiguous features (round-eared cats, perky-eared dogs, occlusion,
-low contrast) so that a small CNN has to learn rather than memorise one cue.
+catdog-report calls ``draw(rng, class_name, size)`` for every image of a synthetic profile,
+with a random generator of its own seeded from ``(seed, split, class, index)``; everything
+drawn depends on that generator alone, so the same seed gives byte-identical files. Each
+animal sits on a cluttered background, and a deliberate fraction carries ambiguous features
+(round-eared cats, perky-eared dogs, occlusion, low contrast) so that a small CNN has to
+learn rather than memorise one cue.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["CLASSES", "CLASS_DIRS", "FORMAT_VERSION", "draw_animal"]
-
-logger = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-"""Bumped whenever the drawing changes, so that old sets on disk are rebuilt."""
-
-CLASSES: tuple[str, str] = ("cat", "dog")
-"""Animal kinds, in class-id order."""
-
-CLASS_DIRS: dict[str, str] = {"cat": "cats", "dog": "dogs"}
-"""Folder name of each kind, as in the real data set."""
+KINDS: dict[str, str] = {"cats": "cat", "dogs": "dog"}
+"""The animal each class folder of study.yml (data.classes) holds."""
 
 _SS = 2  # supersampling factor used for anti-aliased drawing
 
@@ -250,14 +232,8 @@ def _dog_ears(
         )
 
 
-def _cat_face(
-    d: ImageDraw.ImageDraw,
-    hx: float,
-    hy: float,
-    r: float,
-    rng: np.random.Generator,
-    look: _Look,
-) -> None:
+def _cat_face(d: ImageDraw.ImageDraw, hx: float, hy: float, r: float, rng: np.random.Generator,
+              look: _Look) -> None:
     """Almond eyes with slit pupils, small pink nose, 'w' mouth and whiskers."""
     iris = _jitter(rng, _CAT_IRIS[int(rng.integers(len(_CAT_IRIS)))], 10.0)
     ey = hy - rng.uniform(0.05, 0.2) * r
@@ -310,14 +286,8 @@ def _cat_face(
                 d.line([(x0, y0), (x1, y1)], fill=look.line, width=ww)
 
 
-def _dog_face(
-    d: ImageDraw.ImageDraw,
-    hx: float,
-    hy: float,
-    r: float,
-    rng: np.random.Generator,
-    look: _Look,
-) -> None:
+def _dog_face(d: ImageDraw.ImageDraw, hx: float, hy: float, r: float, rng: np.random.Generator,
+              look: _Look) -> None:
     """Round dark eyes, long pale muzzle with big dark nose, sometimes a tongue."""
     ey = hy - rng.uniform(0.12, 0.3) * r
     er = rng.uniform(0.09, 0.13) * r
@@ -367,15 +337,8 @@ def _dog_face(
     )
 
 
-def _body(
-    d: ImageDraw.ImageDraw,
-    hx: float,
-    hy: float,
-    r: float,
-    kind: str,
-    rng: np.random.Generator,
-    look: _Look,
-) -> None:
+def _body(d: ImageDraw.ImageDraw, hx: float, hy: float, r: float, kind: str,
+          rng: np.random.Generator, look: _Look) -> None:
     """Sitting body with front legs and a tail (long thin for cats, short thick for dogs)."""
     side = 1 if rng.random() < 0.5 else -1
     bw = r * (rng.uniform(0.8, 1.0) if kind == "cat" else rng.uniform(0.95, 1.2))
@@ -420,15 +383,8 @@ def _body(
         )
 
 
-def _head(
-    d: ImageDraw.ImageDraw,
-    hx: float,
-    hy: float,
-    r: float,
-    kind: str,
-    rng: np.random.Generator,
-    look: _Look,
-) -> None:
+def _head(d: ImageDraw.ImageDraw, hx: float, hy: float, r: float, kind: str,
+          rng: np.random.Generator, look: _Look) -> None:
     """Head outline with ears, optional fur patch and the face of the given kind."""
     if kind == "cat":
         _cat_ears(d, hx, hy, r, rng, look)
@@ -506,24 +462,25 @@ def _finish(rng: np.random.Generator, img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
-def draw_animal(rng: np.random.Generator, kind: str, size: int) -> Image.Image:
-    """Draw one synthetic cartoon photo of a cat or a dog.
+def draw(rng: np.random.Generator, class_name: str, size: int) -> Image.Image:
+    """Draw one synthetic cartoon photo of a class of the study (``cats`` or ``dogs``).
 
     Args:
         rng: Source of all randomness; the result depends only on its state.
-        kind: ``"cat"`` or ``"dog"``.
+        class_name: A class folder of study.yml: ``"cats"`` or ``"dogs"``.
         size: Width and height of the square output image, in pixels.
 
     Returns:
         An RGB ``PIL.Image.Image`` of ``size`` x ``size`` pixels.
 
     Raises:
-        ValueError: If ``kind`` is not a known class or ``size`` is too small.
+        ValueError: If ``class_name`` is not a known class or ``size`` is too small.
     """
-    if kind not in CLASSES:
-        raise ValueError(f"kind must be one of {CLASSES}, got {kind!r}")
+    if class_name not in KINDS:
+        raise ValueError(f"class_name must be one of {list(KINDS)}, got {class_name!r}")
     if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
+    kind = KINDS[class_name]
     n = size * _SS
     img = _background(rng, n).convert("RGBA")
     layer, (hx, hy), r = _animal_layer(rng, kind, n)

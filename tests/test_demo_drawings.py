@@ -1,26 +1,50 @@
-"""The synthetic drawings: pure, seeded, and with a class signal a CNN must learn."""
+"""The study's demo drawings (content/demo_drawings.py, study.yml's data.generator): pure,
+seeded, and with a class signal a CNN must learn."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from catdog_report.demo_data import generate
-from catdog_report.synthetic import draw_animal
+from catdog_report import demo_data, study
+from conftest import ROOT
 
 
-def test_draw_animal_is_pure_and_checks_kind() -> None:
-    a = draw_animal(np.random.default_rng([1, 2, 3]), "dog", 48)
-    b = draw_animal(np.random.default_rng([1, 2, 3]), "dog", 48)
+def _drawings() -> ModuleType:
+    """content/demo_drawings.py, imported by path."""
+    spec = importlib.util.spec_from_file_location("demo_drawings", ROOT / "content" /
+                                                  "demo_drawings.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_draw_is_pure_and_checks_the_class() -> None:
+    draw = _drawings().draw
+    a = draw(np.random.default_rng([1, 2, 3]), "dogs", 48)
+    b = draw(np.random.default_rng([1, 2, 3]), "dogs", 48)
     assert a.mode == "RGB" and a.size == (48, 48)
     assert a.tobytes() == b.tobytes()
-    with pytest.raises(ValueError):
-        draw_animal(np.random.default_rng(0), "horse", 48)
+    assert draw(np.random.default_rng([1, 2, 3]), "cats", 48).tobytes() != a.tobytes()
+    with pytest.raises(ValueError, match=r"class_name must be one of \['cats', 'dogs'\]"):
+        draw(np.random.default_rng(0), "horses", 48)
 
+
+def test_the_study_declares_it_for_its_classes() -> None:
+    own = study.load(ROOT / "study.yml")
+    assert own.data.generator == "content/demo_drawings.py:draw"
+    assert study.check_generator(own) == ROOT / "content" / "demo_drawings.py"
+    assert set(_drawings().KINDS) == set(own.data.classes)
+    fn = own.generator()
+    image = fn(np.random.default_rng([4, 5]), "cats", 32)
+    assert image.tobytes() == _drawings().draw(np.random.default_rng([4, 5]), "cats", 32).tobytes()
 
 
 # --------------------------------------------------------------------------- class signal
@@ -104,8 +128,9 @@ def _centroid_accuracy(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: n
 
 @pytest.fixture(scope="module")
 def signal_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[np.ndarray, ...]]:
-    root = generate(
+    root = demo_data.generate(
         tmp_path_factory.mktemp("signal") / "ds",
+        demo_data.drawer(study.load(ROOT / "study.yml")),
         train_per_class=60,
         validation_per_class=60,
         size=64,
