@@ -36,9 +36,10 @@ def test_stamp_has_every_field() -> None:
 def test_banner_never_passes_synthetic_data_off_as_real() -> None:
     s = Settings(project_dir=ROOT)
     demo, full = s.study.profile("demo"), s.study.profile("full")
-    fake = stamp.banner(s.study, "generated", demo, "no ImageNet weights: base is untrained")
+    fake = stamp.banner(s.study, "generated offline by content/demo_drawings.py:draw", demo,
+                        "no ImageNet weights: base is untrained")
     assert fake.startswith("!!! warning") and "synthetic" in fake and "not the real study" in fake
-    assert "drawings** of cats and dogs" in fake
+    assert "drawings** of cats and dogs (generated offline by content/demo" in fake
     real = stamp.banner(s.study, "local folder", full, "ImageNet weights from a file")
     assert real.startswith("!!! info") and "real `cats_and_dogs_filtered` photos" in real
     assert "synthetic" not in real and "Model four's base: ImageNet weights from a file" in real
