@@ -17,8 +17,9 @@ from typing import Any
 
 from . import data, pages, site, stamp, weights
 from .cache import digest, file_digest, write_atomic
-from .config import DATASET_FILE, ENV_BUILD, ENV_SETTINGS, RUNS_FILE, Settings
-from .errors import BuildError, CatdogError, PageError
+from .config import DATASET_FILE, RUNS_FILE, Settings
+from .environment import ENV_BUILD, ENV_SETTINGS
+from .errors import BuildError, CatdogError, Interrupted, PageError
 from .kernel import KERNEL
 from .plan import Needs, Plan, make_plan, page_needs, run_id
 from .progress import BuildPlanned, PageDone, PageStarted, RunPlan, StageDone, emit
@@ -183,8 +184,8 @@ def train_runs(settings: Settings, dataset: data.Dataset, plan: Plan, base: str 
     for name in plan.runs:
         parent = settings.study.models[name].starts_from
         for seed in plan.seeds_of(name):
-            if stop.is_set():
-                raise KeyboardInterrupt
+            if stop.is_set():  # interrupted, or a page failed
+                raise Interrupted("the build stopped its training")
             if settings.workers > 1 and (run_id(name, seed) not in plan.known
                                          or any(j[0] == parent for j in jobs)):
                 jobs.append((name, settings.replace(seed=seed), parent))

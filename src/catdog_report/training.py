@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from .cache import Store, digest, file_digest, write_atomic
-from .config import ENV_BUILD, RUNS_FILE, Settings
+from .config import RUNS_FILE, Settings
 from .data import Dataset
-from .errors import CacheError, ConfigError, TrainingError
+from .environment import read as read_environment
+from .errors import CacheError, ConfigError, Interrupted, TrainingError
 from .plan import run_id
 from .progress import TICK, BatchDone, EpochDone, RunDone, RunStarted, emit, run_label
 from .weights import weights_id
@@ -240,8 +241,8 @@ class EpochLog:
                 self.t0 = time.perf_counter()
 
             def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-                if stop is not None and stop.is_set():  # the build was interrupted
-                    raise KeyboardInterrupt
+                if stop is not None and stop.is_set():  # interrupted, or a page failed
+                    raise Interrupted("the build stopped its training")
 
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
                 steps = int((self.params or {}).get("steps") or 0)
@@ -385,7 +386,7 @@ def fit(name: str, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
     it) alone. A model that starts_from another gets the parent's trained model; with no
     parent key given, the parent is fitted (or loaded) first. Entries are written
     atomically under a per-key lock. Setting `stop` (from another thread) makes training
-    raise KeyboardInterrupt at its next batch; nothing is stored.
+    raise Interrupted at its next batch; nothing is stored.
     """
     import_tensorflow()
     import keras
@@ -560,8 +561,8 @@ def read_runs(build_dir: Path, key: str = "runs") -> dict[str, Any]:
 
 def build_runs(key: str = "runs") -> dict[str, Any] | None:
     """Inside a build's page kernel, the build's runs; None when a page runs by hand."""
-    build_dir = os.environ.get(ENV_BUILD)
-    return read_runs(Path(build_dir), key) if build_dir else None
+    build_dir = read_environment().build_dir
+    return read_runs(build_dir, key) if build_dir else None
 
 
 def load_given(name: str, settings: Settings, entry: dict[str, Any]) -> Run:

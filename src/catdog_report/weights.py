@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import environment
 from .cache import file_digest
 from .errors import WeightsError
 
@@ -42,7 +43,7 @@ def resolve(settings: Any) -> tuple[str | None, str]:
         return None, ""
     base = sorted(bases)[0]
     for given, how in ((settings.weights, "--weights"),
-                       (os.environ.get("CATDOG_WEIGHTS"), "CATDOG_WEIGHTS")):
+                       (environment.read().weights, environment.variable("weights"))):
         if given:
             path = check_weights_file(Path(given), base, settings.image_size).resolve()
             return str(path), f"ImageNet weights from the local file {path.name} ({how})"

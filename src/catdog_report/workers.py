@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .errors import CatdogError
+from .errors import CatdogError, Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def train(jobs: list[tuple[str, Settings, str | None]], workers: int, dataset_fi
                                      parent_key(name, settings))
                 running[future] = (name, settings)
             ready, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-            if stop.is_set():
-                raise KeyboardInterrupt
+            if stop.is_set():  # interrupted, or a page failed
+                raise Interrupted("the build stopped its training")
             for future in ready:
                 name, settings = running.pop(future)
                 done(name, settings, future.result())
