@@ -44,8 +44,7 @@ def check_build_paths(settings: Settings, given: Mapping[str, tuple[Path, str]])
         writable_folder(path, option, f"point {option} at a writable folder")
     else:
         writable_folder(settings.cache_root, "the cache folder",
-                        "choose another with --cache-dir (or "
-                        f"{environment.variable('cache_dir')})")
+                        "choose another with --cache-dir (or CATDOG_CACHE_DIR)")
     for folder, name in ((settings.build_dir, "the build folder"),
                          (settings.site_dir, "the site folder")):
         writable_folder(folder, name, COPY_PROJECT, is_file_fix="remove or rename that "

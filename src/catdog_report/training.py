@@ -24,7 +24,7 @@ import numpy as np
 from .cache import Store, digest, file_digest, write_atomic
 from .config import RUNS_FILE, Settings
 from .data import Dataset
-from .environment import read as read_environment
+from .environment import read as read_environment  # environment(): the machine's
 from .errors import CacheError, ConfigError, Interrupted, TrainingError
 from .plan import run_id
 from .progress import TICK, BatchDone, EpochDone, RunDone, RunStarted, emit, run_label
