@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def find_data(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
     """The data folder and how it was found (the package's own lookup: --data-dir,
     CATDOG_DATA_DIR, Keras's cache; then ../shared); synthetic images when none holds it."""
-    from catdog_report import data, demo_data
+    from catdog_report import data, demo_data, environment
     from catdog_report.errors import DataError
 
     if args.smoke:
@@ -108,7 +108,7 @@ def find_data(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
         return root, (f"synthetic (smoke: {STUDY.data.generator}, 20 + 10 images per "
                       "class)")
     shared = REPO.parent / "shared" / "data"
-    candidate = args.data_dir or (None if os.environ.get("CATDOG_DATA_DIR") else shared)
+    candidate = args.data_dir or (None if environment.read().data_dir else shared)
     try:
         root, how = data.locate(candidate, STUDY.data, download=False)
         if (root / "train").is_dir() and (root / "validation").is_dir():
@@ -130,12 +130,12 @@ def find_data(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
 def find_weights(args: argparse.Namespace) -> Path:
     """The base weights file (the package's own resolution: --weights, CATDOG_WEIGHTS,
     Keras's cache; then ../shared/weights)."""
-    from catdog_report import weights
+    from catdog_report import environment, weights
     from catdog_report.config import Settings
 
     name = weights.file_name("mobilenet_v2", IMAGE_SIZE)
     shared = sorted((REPO.parent / "shared" / "weights").glob("*.h5"))
-    given = args.weights or (None if os.environ.get("CATDOG_WEIGHTS") else
+    given = args.weights or (None if environment.read().weights else
                              (shared[0] if shared else None))
     settings = Settings(profile="quick", project_dir=REPO, weights=given, image_size=IMAGE_SIZE)
     path, how = weights.resolve(settings)

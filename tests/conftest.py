@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from catdog_report import environment
 from catdog_report.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,8 +81,6 @@ def mobilenet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's CATDOG_* variables or Keras cache."""
-    for var in ("CATDOG_DATA_DIR", "CATDOG_WEIGHTS", "CATDOG_CACHE_DIR", "CATDOG_PROFILE",
-                "CATDOG_SETTINGS", "CATDOG_BUILD_DIR", "CATDOG_JOBS", "CATDOG_ENGINE",
-                "CATDOG_STRATEGY", "CATDOG_WORKERS"):
+    for var in environment.VARIABLES.values():
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))

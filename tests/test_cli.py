@@ -1,10 +1,13 @@
 """The CLI turns errors into one line and an exit code; --verbose adds the traceback."""
 
+import re
 from pathlib import Path
 
 import pytest
 
 from catdog_report import cli
+from catdog_report.errors import Interrupted
+from conftest import ROOT
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -79,3 +82,30 @@ def test_check_site(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert cli.main(["check-site", str(site)]) == 0
     code, err = run(capsys, "check-site", str(tmp_path / "none"))
     assert code == 1 and "no built site" in err
+
+
+@pytest.mark.parametrize("stop", [Interrupted("a signal stopped the batch of pages"),
+                                  KeyboardInterrupt()])
+def test_an_interruption_is_exit_130_and_one_line(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        stop: KeyboardInterrupt) -> None:
+    def interrupted(args: object) -> int:
+        raise stop
+
+    monkeypatch.setitem(cli.COMMANDS, "build", interrupted)
+    code, err = run(capsys, "build")
+    assert code == 130 == Interrupted.exit_code
+    assert re.fullmatch(r"catdog-report: interrupted after \d+ s; caches and site/ are "
+                        r"unchanged by the unfinished step\n", err), err
+
+
+def test_serve_stops_quietly_when_interrupted(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from catdog_report import serve
+
+    def interrupted(*args: object) -> None:
+        raise Interrupted("a signal stopped the batch of pages")
+
+    monkeypatch.setattr(serve, "serve", interrupted)
+    code, err = run(capsys, "serve", "--project", str(ROOT), "--profile", "demo")
+    assert code == 0 and "stopped serving" in err and "interrupted after" not in err

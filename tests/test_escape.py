@@ -13,7 +13,7 @@ import markdown
 import nbformat
 import pytest
 
-from catdog_report import config, data, escape, handoff, notebook, pages, stamp
+from catdog_report import data, environment, escape, handoff, notebook, pages, stamp
 from catdog_report.config import Settings
 from catdog_report.errors import PageError
 from conftest import ROOT
@@ -124,7 +124,7 @@ def test_the_data_page_lists_hostile_names_and_link_targets_as_text(
         caplog: pytest.LogCaptureFixture) -> None:
     names = hostile_data(settings.data_dir)
     (settings.data_dir / "train" / "cats" / "line\x1b[31m.txt").write_bytes(b"")
-    monkeypatch.setenv(config.ENV_SETTINGS, settings.to_json())
+    monkeypatch.setenv(environment.ENV_SETTINGS, settings.to_json())
     shown: list[str] = []
     monkeypatch.setattr(notebook, "say", shown.append)
     monkeypatch.setattr(notebook, "show", lambda *a, **k: None)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from catdog_report import data, handoff
+from catdog_report import data, environment, handoff
 from catdog_report.errors import CacheError, DataError
 from catdog_report.plan import RunSpec
 
@@ -35,9 +35,9 @@ def test_runs_json_holds_each_ready_run_by_model_and_seed(tmp_path: Path,
     seeds = handoff.read_runs(tmp_path, "seeds")
     assert [e["seed"] for e in seeds["small"]] == [0, 1]  # seed order, not ready order
     assert seeds["tuned"][0]["parent"] == "b" * 64
-    monkeypatch.setenv(handoff.ENV_BUILD, str(tmp_path))  # as inside a page kernel
+    monkeypatch.setenv(environment.ENV_BUILD, str(tmp_path))  # as inside a page kernel
     assert handoff.build_runs("seeds") == seeds
-    monkeypatch.delenv(handoff.ENV_BUILD)
+    monkeypatch.delenv(environment.ENV_BUILD)
     assert handoff.build_runs() is None  # a page run by hand
 
 

@@ -1,4 +1,5 @@
-"""kernel: the batch of pages owns Ctrl-C while it runs."""
+"""kernel: the batch of pages owns Ctrl-C while it runs, and a signal makes it raise
+Interrupted (a KeyboardInterrupt, never swallowed by `except Exception`)."""
 
 import asyncio
 import os
@@ -7,13 +8,7 @@ import signal
 import pytest
 
 from catdog_report import kernel
-
-
-@pytest.fixture(autouse=True)
-def _fresh_flags() -> None:
-    kernel.INTERRUPTED.clear()
-    yield
-    kernel.INTERRUPTED.clear()
+from catdog_report.errors import CatdogError, Interrupted, PageError
 
 
 def test_ctrl_c_after_a_page_ended_cancels_the_batch_between_lines() -> None:
@@ -28,10 +23,11 @@ def test_ctrl_c_after_a_page_ended_cancels_the_batch_between_lines() -> None:
         await asyncio.sleep(30)
         return "finished"
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as stopped:
         kernel.run_batch(main)
     assert reached == ["the line after the signal"]
-    assert kernel.INTERRUPTED.is_set()
+    assert isinstance(stopped.value, KeyboardInterrupt)
+    assert not isinstance(stopped.value, Exception)  # no page's `except Exception` takes it
 
 
 def test_the_loop_gives_other_signals_and_its_own_methods_back() -> None:
@@ -45,8 +41,54 @@ def test_the_loop_gives_other_signals_and_its_own_methods_back() -> None:
         assert loop.remove_signal_handler(signal.SIGUSR1)
         return loop
 
-    loop = kernel.run_batch(main)
+    loop = kernel.run_batch(main)  # no signal of the build's: no Interrupted
     assert seen == ["usr1"]
     assert "add_signal_handler" not in vars(loop)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C as before
-    assert not kernel.INTERRUPTED.is_set()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_page_the_signal_made_fail_is_reported_as_the_interruption(
+        sig: signal.Signals) -> None:
+    async def main() -> None:
+        os.kill(os.getpid(), sig)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # as a page whose kernel was killed fails
+            raise PageError("the Jupyter kernel running p.md died") from None
+
+    with pytest.raises(Interrupted):
+        kernel.run_batch(main)
+
+
+def test_a_signal_as_the_batch_ends_still_stops_the_build() -> None:
+    async def main() -> str:
+        asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGINT)
+        await asyncio.sleep(0)  # the signal is handled; this task is not awaiting any more
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            pass  # swallowed: main() returns as if nothing happened
+        return "finished"
+
+    with pytest.raises(Interrupted):
+        kernel.run_batch(main)
+
+
+def test_a_failure_without_a_signal_is_the_failure_and_the_next_batch_is_fresh() -> None:
+    async def failing() -> None:
+        raise CatdogError("the disk is full")
+
+    async def interrupted() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(30)
+
+    with pytest.raises(Interrupted):
+        kernel.run_batch(interrupted)
+    with pytest.raises(CatdogError, match="the disk is full"):  # not a left-over interrupt
+        kernel.run_batch(failing)
+
+    async def fine() -> int:
+        return 7
+
+    assert kernel.run_batch(fine) == 7

@@ -17,8 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +29,10 @@ import pytest
 import catdog_report
 from browser_helpers import CHROMIUM, CHROMIUM_ARGS, watch
 from catdog_report import pages, serve
-from catdog_report.errors import ConfigError, PageError
-from catdog_report.livereload import RELOAD_PATH, LiveSite
+from catdog_report.errors import PageError
 from catdog_report.plan import page_needs
 from conftest import ROOT
+from test_livereload import port_is_free
 
 TINY_NAV = ("nav:\n  - Introduction: index.md\n  - Obtaining the data: data.md\n"
             "  - Model one: model-one.md\n")
@@ -115,103 +113,6 @@ def test_a_burst_of_saves_is_one_change(tmp_path: Path) -> None:
     assert now == serve.snapshot(tmp_path)
 
 
-def _get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.status, response.read().decode()
-
-
-def test_live_site_injects_the_script_and_answers_a_poll_on_reload(
-        tmp_path: Path, capfd: pytest.CaptureFixture[str],
-        caplog: pytest.LogCaptureFixture) -> None:
-    root = tmp_path / "site"
-    root.mkdir()
-    server = LiveSite(root, "127.0.0.1", 0)
-    thread = server.start()
-    try:
-        status, text = _get(server.url)
-        assert status == 200 and "reloads by itself" in text  # nothing built yet
-        (root / "page").mkdir()
-        (root / "index.html").write_text("<html><body><p>hi</p></body></html>")
-        (root / "page" / "index.html").write_text("<html><body>page</body></html>")
-        (root / "style.css").write_text("p {}")
-        _, text = _get(server.url + "page/")
-        epoch = int(re.search(r"const epoch = (\d+);", text)[1])  # type: ignore[index]
-        assert text.index("const epoch") < text.index("</body>")
-        assert _get(server.url + "style.css") == (200, "p {}")
-        answer: list[str] = []
-        poll = threading.Thread(target=lambda: answer.append(
-            _get(f"{server.url.rstrip('/')}{RELOAD_PATH}{epoch}")[1]))
-        poll.start()
-        time.sleep(0.3)
-        assert poll.is_alive()  # a long poll waits for a newer site
-        server.reload()
-        poll.join(timeout=5)
-        assert answer and int(answer[0]) > epoch
-        with pytest.raises(ConfigError, match=r"cannot serve on 127\.0\.0\.1:\d+: .*--port"):
-            LiveSite(root, "127.0.0.1", server.server_address[1])
-        try:  # a browser that left mid-answer (a reload, a closed tab) is no error
-            raise BrokenPipeError(32, "Broken pipe")
-        except BrokenPipeError:
-            server.handle_error(None, ("127.0.0.1", 1))
-        assert capfd.readouterr().err == "" and not caplog.records
-    finally:
-        server.stop()
-        thread.join(timeout=5)
-    assert not thread.is_alive()
-    assert _port_is_free(server.server_address[1])  # the port is free again
-
-
-def _raw(port: int, request: bytes) -> str:
-    """Send one raw HTTP request; the status line of the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        return sock.recv(4096).decode("latin-1").partition("\r\n")[0]
-
-
-def test_serve_never_leaves_the_site_and_refuses_malformed_requests_in_one_line(
-        tmp_path: Path, capfd: pytest.CaptureFixture[str],
-        caplog: pytest.LogCaptureFixture) -> None:
-    import logging
-
-    root = tmp_path / "site"
-    (root / "inside").mkdir(parents=True)
-    (root / "index.html").write_text("<html><body>home</body></html>")
-    (root / "inside" / "page.txt").write_text("published")
-    secret = tmp_path / "secret.txt"
-    secret.write_text("outside the site")
-    (tmp_path / "private").mkdir()
-    (tmp_path / "private" / "key.txt").write_text("outside the site")
-    (root / "leak.txt").symlink_to(secret)  # a link in site/ to a file outside it
-    (root / "leakdir").symlink_to(tmp_path / "private")  # and to a folder outside it
-    (root / "inside" / "up.html").symlink_to("../../secret.txt")
-    (root / "alias.txt").symlink_to("inside/page.txt")  # a link that stays inside is served
-    server = LiveSite(root, "127.0.0.1", 0)
-    thread = server.start()
-    port = server.server_address[1]
-    caplog.set_level(logging.DEBUG, logger="catdog_report.livereload")
-    try:
-        assert _get(server.url + "alias.txt") == (200, "published")
-        for path in ("leak.txt", "leakdir/key.txt", "leakdir/", "inside/up.html",
-                     "%2e%2e/secret.txt", "inside/..%2f..%2fsecret.txt"):
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                _get(server.url + path)
-            assert refused.value.code == 404, path
-            assert b"outside the site" not in refused.value.read()
-        assert _raw(port, b"HEAD /leak.txt HTTP/1.0\r\n\r\n").endswith("404 File not found")
-        for absurd in (b"\xb2", b"9" * 5000, b"-1", b"1e9", b"%00", b"x" * 100):
-            request = b"GET " + RELOAD_PATH.encode() + absurd + b" HTTP/1.0\r\n\r\n"
-            assert _raw(port, request).split(" ")[1] == "400", absurd
-        assert _raw(port, b"GET /inside/%00page.txt HTTP/1.0\r\n\r\n").split(" ")[1] == "400"
-    finally:
-        server.stop()
-        thread.join(timeout=5)
-    err = capfd.readouterr().err
-    assert "Traceback" not in err and "Traceback" not in caplog.text
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 5 and all(w.startswith("refused /") for w in warnings), warnings
-    assert warnings[0] == f"refused /leak.txt: outside {root}"
-
-
 def test_the_cli_refuses_a_bad_or_busy_port_in_one_line(
         capsys: pytest.CaptureFixture[str]) -> None:
     from catdog_report import cli
@@ -236,16 +137,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass
@@ -342,12 +233,12 @@ def test_ctrl_c_mid_page_stops_the_kernel_and_frees_the_port(tiny_project: Path,
     while not (kernels := _kernels_of(served.process.pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert kernels, "no page kernel is running"
-    assert not _port_is_free(served.port)
+    assert not port_is_free(served.port)
     t0 = time.monotonic()
     assert served.stop() == 0, served.text()[-3000:]
     assert time.monotonic() - t0 < 30
     assert "stopped serving" in served.text()
-    assert _port_is_free(served.port)
+    assert port_is_free(served.port)
     _, alive = psutil.wait_procs(kernels, timeout=10)
     assert not alive, f"kernels left running: {[p.pid for p in alive]}"
 

@@ -11,6 +11,7 @@ import pytest
 
 from catdog_report import data, execute, handoff, training
 from catdog_report.config import Settings
+from catdog_report.errors import Interrupted
 from conftest import make_images
 from test_study import write_study
 
@@ -93,7 +94,7 @@ def test_a_stopped_build_stops_the_workers(tmp_path: Path) -> None:
     stop = threading.Event()
     threading.Timer(15, stop.set).start()  # the workers are training by then
     t0 = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted):
         _train(tmp_path / "stopped", 2, stop, epochs={"small": 100_000})
     assert time.perf_counter() - t0 < 60  # 100,000 epochs would take hours
     entries = tmp_path / "stopped" / "cache" / "runs" / "entries"

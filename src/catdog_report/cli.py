@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -14,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import display, progress
+from . import display, environment, progress
 from .config import STRATEGIES, Settings
 from .display import summary_lines
-from .errors import CatdogError, ConfigError
+from .environment import Environment
+from .errors import CatdogError, ConfigError, Interrupted
 
 log = logging.getLogger("catdog_report")
 
@@ -60,7 +60,7 @@ def _seeds(values: Sequence[str]) -> dict[str, Any]:
     return {"seeds": count, "model_seeds": per_model}
 
 
-def _output_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+def _output_options(p: argparse.ArgumentParser, env: Environment, defaults: bool) -> None:
     """What the terminal shows: before the command (with defaults) or after it."""
     default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", default=default(False),
@@ -69,7 +69,7 @@ def _output_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     p.add_argument("-q", "--quiet", action="store_true", default=default(False),
                    help="only errors and the final line")
     p.add_argument("--progress", choices=display.MODES,
-                   default=default(os.environ.get("CATDOG_PROGRESS", "auto")),
+                   default=default(env.progress or "auto"),
                    help="live: a live display (rich); plain: plain lines (no control "
                         "characters); auto (default, or CATDOG_PROGRESS): live on a terminal")
     p.add_argument("--progress-every", type=float, default=default(display.PLAIN_EVERY),
@@ -77,23 +77,24 @@ def _output_options(p: argparse.ArgumentParser, defaults: bool) -> None:
                    f"SECONDS inside an epoch (default {display.PLAIN_EVERY:.0f})")
 
 
-def parser() -> argparse.ArgumentParser:
-    """The argument parser."""
+def parser(env: Environment | None = None) -> argparse.ArgumentParser:
+    """The argument parser; its defaults come from env (default: the CATDOG_* variables)."""
+    env = environment.read() if env is None else env
     p = argparse.ArgumentParser(prog="catdog-report", description=__doc__)
-    _output_options(p, defaults=True)
+    _output_options(p, env, defaults=True)
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="execute the pages and publish site/")
-    _build_options(b)
+    _build_options(b, env)
     b.add_argument("--keep-going", action="store_true",
                    help="execute every page even if one fails, then fail with a summary")
     s = sub.add_parser("serve", help="build, serve site/ with live reload, and re-execute "
                        "what changed on every save (Ctrl-C stops)")
-    _build_options(s)
+    _build_options(s, env)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
                    "127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     for command in (b, s):
-        _output_options(command, defaults=False)
+        _output_options(command, env, defaults=False)
     c = sub.add_parser("check-site", help="check every link and image in site/ resolves")
     c.add_argument("site", type=Path, nargs="?", default=Path("site"))
     g = sub.add_parser("demo-data", help="write a synthetic profile's data set (drawn by the "
@@ -108,9 +109,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _build_options(b: argparse.ArgumentParser) -> None:
-    """The options of a build, shared by build and serve."""
-    b.add_argument("--profile", default=os.environ.get("CATDOG_PROFILE", "full"),
+def _build_options(b: argparse.ArgumentParser, env: Environment) -> None:
+    """The options of a build, shared by build and serve (an option wins over its variable,
+    the variable over the default)."""
+    b.add_argument("--profile", default=env.profile or "full",
                    help="a profile of study.yml (default full, or CATDOG_PROFILE)")
     b.add_argument("--data-dir", type=Path, help="local copy of the study's data set "
                    "(else CATDOG_DATA_DIR, Keras's cache, then the study's URL)")
@@ -127,7 +129,7 @@ def _build_options(b: argparse.ArgumentParser) -> None:
                         "seeds in study.yml, else 1")
     b.add_argument("--precision", default="float32",
                    help="float32 (default) or bf16 (Keras's mixed_bfloat16 policy)")
-    b.add_argument("--workers", type=int, default=int(os.environ.get("CATDOG_WORKERS", "1")),
+    b.add_argument("--workers", type=int, default=env.workers or 1,
                    help="worker processes training independent runs at once (default 1, or "
                         "CATDOG_WORKERS); each keeps a run's own thread count, so the results "
                         "are the same as one by one")
@@ -136,14 +138,14 @@ def _build_options(b: argparse.ArgumentParser) -> None:
     b.add_argument("--image-size", type=int, default=160, help="square input size in pixels")
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--strategy", default="none", help=f"one of {', '.join(STRATEGIES)}")
-    b.add_argument("--jobs", "-j", type=int, default=os.environ.get("CATDOG_JOBS", "2"),
+    b.add_argument("--jobs", "-j", type=int, default=env.jobs or 2,
                    help="pages executed at once, each in its own kernel (default 2, or "
                         "CATDOG_JOBS)")
     b.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
                    help="seconds one cell of a page may run in a build (default: pages: "
                         "cell_timeout: in study.yml, else 600); a cell that runs longer "
                         "stops the build, naming the page and the cell")
-    b.add_argument("--engine", default=os.environ.get("CATDOG_ENGINE", "mkdocs"),
+    b.add_argument("--engine", default=env.engine or "mkdocs",
                    help="site engine: mkdocs (Material for MkDocs, the default) or zensical "
                         "(its successor; or CATDOG_ENGINE)")
 
@@ -197,7 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         serve(settings, args.host, args.port)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Interrupted mid-build, or Ctrl-C while waiting for a save
         log.info("stopped serving: no kernel is left running and the port is free")
     return 0
 
@@ -259,7 +261,12 @@ COMMANDS: dict[str, Any] = {"build": cmd_build, "serve": cmd_serve,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    args = parser().parse_args(argv)
+    try:
+        env = environment.read()
+    except ConfigError as exc:
+        sys.stderr.write(f"catdog-report: error: {exc}\n")
+        return exc.exit_code
+    args = parser(env).parse_args(argv)
     if args.verbose and args.quiet:
         sys.stderr.write("catdog-report: error: -v and -q contradict each other; give one\n")
         return 2
@@ -272,17 +279,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     own.setLevel(progress.TICK)  # progress events reach the display, which filters
     logging.captureWarnings(True)  # Keras's warnings: shown with -v
+    env.warn_unknown()
     t0 = time.perf_counter()
     try:
         return COMMANDS[args.command](args)
     except CatdogError as exc:
-        if not _interrupted():
-            shown.close()
-            if args.verbose:
-                traceback.print_exc()
-            sys.stderr.write(f"catdog-report: error: {exc}\n")
-            return exc.exit_code
-    except KeyboardInterrupt:
+        shown.close()
+        if args.verbose:
+            traceback.print_exc()
+        sys.stderr.write(f"catdog-report: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:  # Interrupted (a signal during the pages), or a plain Ctrl-C
         pass
     finally:
         shown.close()
@@ -292,13 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.captureWarnings(False)
     sys.stderr.write(f"catdog-report: interrupted after {time.perf_counter() - t0:.0f} s; "
                      "caches and site/ are unchanged by the unfinished step\n")
-    return 130
-
-
-def _interrupted() -> bool:
-    from .kernel import INTERRUPTED
-
-    return INTERRUPTED.is_set()
+    return Interrupted.exit_code
 
 
 if __name__ == "__main__":

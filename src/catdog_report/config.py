@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import environment
 from .engines import ENGINES
 from .errors import ConfigError
 from .study import STUDY_FILE, ProfileSpec, Study, load, suggest
@@ -18,11 +18,12 @@ from .study import STUDY_FILE, ProfileSpec, Study, load, suggest
 STRATEGIES = ("none", "mirrored", "multi-worker")
 PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}  # --precision → Keras policy
 MIN_IMAGE_SIZE = 32
-ENV_SETTINGS = "CATDOG_SETTINGS"  # JSON of Settings, handed to page kernels
 # Seconds one cell of a page may run in a build. Pages start once their runs are ready, so
 # no cell trains: the slowest cells decode the data set or plot every run (seconds on the
 # full study); ten minutes leaves a wide margin on a slow, busy machine.
 CELL_TIMEOUT = 600
+# the settings a page run by hand takes from CATDOG_* variables (environment.py)
+FROM_ENVIRONMENT = ("profile", "data_dir", "weights", "cache_dir", "strategy", "engine")
 
 
 def _choice(kind: str, value: str, choices: Any) -> str:
@@ -174,17 +175,11 @@ class Settings:
 
 def from_environment(overrides: Mapping[str, Any] | None = None) -> Settings:
     """Settings from CATDOG_SETTINGS (inside a build) or the CATDOG_* variables."""
-    raw = os.environ.get(ENV_SETTINGS)
-    values: dict[str, Any] = json.loads(raw) if raw else {}
-    if not raw:
-        env = {
-            "profile": os.environ.get("CATDOG_PROFILE"),
-            "data_dir": os.environ.get("CATDOG_DATA_DIR"),
-            "weights": os.environ.get("CATDOG_WEIGHTS"),
-            "cache_dir": os.environ.get("CATDOG_CACHE_DIR"),
-            "strategy": os.environ.get("CATDOG_STRATEGY"),
-            "engine": os.environ.get("CATDOG_ENGINE"),
-        }
-        values.update({k: v for k, v in env.items() if v})
+    env = environment.read()
+    if env.settings is not None:
+        values: dict[str, Any] = dict(env.settings)
+    else:  # a page run by hand
+        env.warn_unknown()
+        values = {k: getattr(env, k) for k in FROM_ENVIRONMENT if getattr(env, k) is not None}
     values.update(overrides or {})
     return Settings.from_mapping(values)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import environment
 from .cache import digest, sweep_temp_files, write_atomic
 from .config import Settings
 from .errors import DataError
@@ -71,8 +72,8 @@ def keras_cache_candidates(folder: str) -> list[Path]:
 def locate(data_dir: Path | None, spec: DataSpec, *, download: bool = True) -> tuple[Path, str]:
     """Find the data: --data-dir, CATDOG_DATA_DIR, Keras's cache, then the study's URL."""
     tried: list[str] = []
-    env = os.environ.get("CATDOG_DATA_DIR")
-    for given, how in ((data_dir, "--data-dir"), (Path(env) if env else None, "CATDOG_DATA_DIR")):
+    for given, how in ((data_dir, "--data-dir"),
+                       (environment.read().data_dir, environment.variable("data_dir"))):
         if given is not None:
             root = Path(given).expanduser().absolute()  # page kernels run in content/
             nested = root / spec.name

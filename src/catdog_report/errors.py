@@ -1,4 +1,5 @@
-"""The one exceptions module: every error a user can meet derives from CatdogError."""
+"""The one exceptions module: every error a user can meet derives from CatdogError; an
+interruption is Interrupted, a KeyboardInterrupt."""
 
 from __future__ import annotations
 
@@ -48,3 +49,17 @@ class PageError(CatdogError):
 
 class BuildError(CatdogError):
     """The site could not be built or published."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The build was stopped before it finished: Ctrl-C or SIGTERM during its pages and
+    training (kernel.run_batch raises it), or, inside the training thread, the build
+    stopping its training at a failed page. What was unfinished left the caches and site/
+    unchanged.
+
+    A KeyboardInterrupt, not a CatdogError: no ``except Exception`` (in a page, a training
+    callback or a library) can swallow it, and whatever handles Ctrl-C handles it too. The
+    CLI turns it (and a plain Ctrl-C) into exit code 130 and one line.
+    """
+
+    exit_code = 130  # 128 + SIGINT, as a shell reports a Ctrl-C

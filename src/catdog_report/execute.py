@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import data, handoff, pages
-from .config import ENV_SETTINGS, Settings
-from .errors import BuildError, CatdogError, PageError
+from .config import Settings
+from .environment import ENV_BUILD, ENV_SETTINGS
+from .errors import BuildError, CatdogError, Interrupted, PageError
 from .handoff import RunBook, RunEntry
 from .kernel import run_batch
 from .plan import Plan, RunSpec
@@ -26,7 +27,7 @@ def kernel_env(settings: Settings) -> dict[str, str]:
     """The environment a page kernel starts with: the settings and where the build's
     dataset.json and runs.json are."""
     env = dict(os.environ)
-    env.update({ENV_SETTINGS: settings.to_json(), handoff.ENV_BUILD: str(settings.build_dir),
+    env.update({ENV_SETTINGS: settings.to_json(), ENV_BUILD: str(settings.build_dir),
                 "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2",
                 "PYTHONHASHSEED": str(settings.seed)})
     return env
@@ -61,8 +62,8 @@ def train_runs(settings: Settings, dataset: data.Dataset, specs: Sequence[RunSpe
     arrays = functools.cache(lambda: data.arrays(dataset, settings))
     jobs: list[RunSpec] = []  # runs to train in worker processes
     for spec in specs:
-        if stop.is_set():
-            raise KeyboardInterrupt
+        if stop.is_set():  # interrupted, or a page failed
+            raise Interrupted("the build stopped its training")
         if settings.workers > 1 and (spec.id not in known
                                      or spec.parent_id in {j.id for j in jobs}):
             jobs.append(spec)

@@ -4,17 +4,16 @@ read by its page kernels and stamps. Nothing travels back from a kernel."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any, TypedDict
 
+from . import environment
 from .cache import write_atomic
 from .data import Dataset, Split
 from .errors import CacheError, DataError
 from .plan import RunSpec, run_id
 
-ENV_BUILD = "CATDOG_BUILD_DIR"  # inside a build: the folder holding both files
 DATASET_FILE = "dataset.json"  # the build's data set
 RUNS_FILE = "runs.json"  # the runs of the build, rewritten as each is ready
 
@@ -94,8 +93,7 @@ def read_runs(build_dir: Path, key: str = "runs") -> dict[str, Any]:
 
 def build_dir() -> Path | None:
     """Inside a build's page kernel, the build's folder; None when a page runs by hand."""
-    folder = os.environ.get(ENV_BUILD)
-    return Path(folder) if folder else None
+    return environment.read().build_dir
 
 
 def build_runs(key: str = "runs") -> dict[str, Any] | None:

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .cache import temp_folder
-from .errors import PageError
+from .errors import Interrupted, PageError
 
 log = logging.getLogger(__name__)
 
 KERNEL = "python3"
 _ACTIVE: set[Any] = set()  # kernel managers with a running kernel
-INTERRUPTED = threading.Event()  # a signal stopped the build
+_INTERRUPTED = threading.Event()  # a signal stopped the batch (kernel.py's own: see run_batch)
 STOPPED = threading.Event()  # the build failed and stops the pages still running
 T = TypeVar("T")
 
@@ -70,7 +70,7 @@ def _on_signal() -> None:
 
 def kill_kernels() -> None:
     """Stop every running page kernel at once (the build was interrupted)."""
-    INTERRUPTED.set()
+    _INTERRUPTED.set()
     for km in list(_ACTIVE):
         process = getattr(getattr(km, "provisioner", None), "process", None)
         if process is not None:
@@ -89,7 +89,9 @@ def execute(nb: Any, path: Path, env: dict[str, str], timeout: int | None = None
 
 
 def run_batch(main: Callable[[], Awaitable[T]]) -> T:
-    """Run main() (which executes pages) in an event loop; SIGINT/SIGTERM → KeyboardInterrupt."""
+    """Run main() (which executes pages) in an event loop. A SIGINT or SIGTERM meanwhile
+    stops the page kernels and cancels main(); the batch then raises Interrupted, whatever
+    main() raised (a page whose kernel it killed fails) or returned."""
     import asyncio
 
     async def root() -> T:
@@ -105,10 +107,16 @@ def run_batch(main: Callable[[], Awaitable[T]]) -> T:
 
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     STOPPED.clear()
+    _INTERRUPTED.clear()
     try:
-        return asyncio.run(root())
-    except asyncio.CancelledError:
-        raise KeyboardInterrupt from None
+        result = asyncio.run(root())
+    except BaseException as exc:
+        if _INTERRUPTED.is_set() or isinstance(exc, asyncio.CancelledError):
+            raise Interrupted("a signal stopped the batch of pages") from None
+        raise
+    if _INTERRUPTED.is_set():  # the signal came as main() ended: the build stops all the same
+        raise Interrupted("a signal stopped the batch of pages")
+    return result
 
 
 async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int | None = None,
@@ -140,14 +148,14 @@ async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int |
                         f"\n{tail}\nFix the cell, or open the page in Jupyter to debug it",
                         nb) from None
     except DeadKernelError:
-        if STOPPED.is_set() and not INTERRUPTED.is_set():
+        if STOPPED.is_set() and not _INTERRUPTED.is_set():
             _stopped_by_build(path)  # nbclient reports its cancellation as a dead kernel
             raise asyncio.CancelledError from None
-        why = ("the build was interrupted" if INTERRUPTED.is_set()
+        why = ("the build was interrupted" if _INTERRUPTED.is_set()
                else "out of memory? check the page's log in build/logs/")
         raise PageError(f"the Jupyter kernel running {path.name} died ({why})") from None
     except asyncio.CancelledError:
-        if STOPPED.is_set() and not INTERRUPTED.is_set():
+        if STOPPED.is_set() and not _INTERRUPTED.is_set():
             _stopped_by_build(path)
         raise
     return nb

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, data, figures, handoff, models, stats, tables, training, weights
+from . import config, data, environment, figures, handoff, models, stats, tables, training, weights
 from . import explain as xai
 from .errors import ConfigError
 from .escape import code_span as code_span  # the escapes a page interpolates with
@@ -30,7 +29,7 @@ from .training import Run
 def _log_to_terminal() -> None:
     """Inside a build, send library logs to the kernel's own stderr: the build terminal."""
     root = logging.getLogger("catdog_report")
-    if os.environ.get(config.ENV_SETTINGS) and not root.handlers:
+    if environment.read().settings is not None and not root.handlers:
         handler = logging.StreamHandler(sys.__stderr__)
         handler.setFormatter(logging.Formatter("    %(levelname)s %(message)s"))
         root.addHandler(handler)

@@ -10,12 +10,11 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import environment
 from .config import Settings
 from .errors import ConfigError
 from .weights import expected_file
 
-ENV = {"cache_dir": "CATDOG_CACHE_DIR", "data_dir": "CATDOG_DATA_DIR",
-       "weights": "CATDOG_WEIGHTS"}
 COPY_PROJECT = ("catdog-report writes build/ and site/ in the project: copy the project to a "
                 "writable folder and build it there (--project)")
 OPTIONS = {"cache_dir": "--cache-dir", "data_dir": "--data-dir", "weights": "--weights"}
@@ -23,11 +22,12 @@ OPTIONS = {"cache_dir": "--cache-dir", "data_dir": "--data-dir", "weights": "--w
 
 def given_paths(cli: Mapping[str, Path | str | None]) -> dict[str, tuple[Path, str]]:
     """The paths a build is given, each with the option or variable that gave it."""
+    env = environment.read()
     out: dict[str, tuple[Path, str]] = {}
     for key, option in OPTIONS.items():
         value, source = cli.get(key), option
         if value is None or str(value) == "":
-            value, source = os.environ.get(ENV[key]) or None, ENV[key]
+            value, source = getattr(env, key), environment.variable(key)
         if value is not None:
             out[key] = (Path(value).expanduser().absolute(), source)
     return out

@@ -87,8 +87,10 @@ def serve(settings: Settings, host: str = HOST, port: int = PORT) -> None:
 
     Raises:
         ConfigError: The port cannot be bound.
-        KeyboardInterrupt: Ctrl-C or SIGTERM; the server, any running build and its page
+        Interrupted: Ctrl-C or SIGTERM during a build; the server, the build and its page
             kernels are stopped and the port is free.
+        KeyboardInterrupt: Ctrl-C or SIGTERM between builds; the server is stopped and the
+            port is free.
     """
     settings = settings.replace(publish_failures=True)
     project = settings.project_dir
@@ -110,16 +112,13 @@ def serve(settings: Settings, host: str = HOST, port: int = PORT) -> None:
 
 def rebuild(settings: Settings, server: LiveSite) -> None:
     """One build; the open pages reload when it published. Its errors are logged and the
-    last good site stays served; an interrupt propagates."""
+    last good site stays served; Interrupted (no CatdogError) propagates."""
     from .build import build
-    from .kernel import INTERRUPTED
 
     t0 = time.perf_counter()
     try:
         result = build(settings.replace())  # checked again: study.yml may have changed
     except CatdogError as exc:
-        if INTERRUPTED.is_set():
-            raise KeyboardInterrupt from None
         log.error("build failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
         log.error("the last good site stays served; fix it and save to rebuild")
         return

@@ -24,7 +24,7 @@ import numpy as np
 from .cache import Store, digest, file_digest, write_atomic
 from .config import Settings
 from .data import Dataset
-from .errors import CacheError, ConfigError, TrainingError
+from .errors import CacheError, ConfigError, Interrupted, TrainingError
 from .handoff import RunEntry, run_entry
 from .plan import RunSpec, run_specs
 from .progress import TICK, BatchDone, EpochDone, RunDone, RunStarted, emit, run_label
@@ -245,8 +245,8 @@ class EpochLog:
                 self.t0 = time.perf_counter()
 
             def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-                if stop is not None and stop.is_set():  # the build was interrupted
-                    raise KeyboardInterrupt
+                if stop is not None and stop.is_set():  # interrupted, or a page failed
+                    raise Interrupted("the build stopped its training")
 
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
                 steps = int((self.params or {}).get("steps") or 0)
@@ -390,7 +390,7 @@ def fit(spec: RunSpec, settings: Settings, dataset: Dataset, arrays: dict[str, A
     it) alone. A run that starts from another gets the parent's trained model; with no
     parent key given, the parent's run is fitted (or loaded) first. Entries are written
     atomically under a per-key lock. Setting `stop` (from another thread) makes training
-    raise KeyboardInterrupt at its next batch; nothing is stored.
+    raise Interrupted at its next batch; nothing is stored.
     """
     import_tensorflow()
     import keras

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import environment
 from .cache import file_digest
 from .errors import WeightsError
 
@@ -53,7 +54,7 @@ def resolve(settings: Any) -> tuple[str | None, str]:
     if base is None:
         return None, ""
     for given, how in ((settings.weights, "--weights"),
-                       (os.environ.get("CATDOG_WEIGHTS"), "CATDOG_WEIGHTS")):
+                       (environment.read().weights, environment.variable("weights"))):
         if given:
             path = check_weights_file(Path(given), base, settings.image_size).resolve()
             return str(path), f"ImageNet weights from the local file {path.name} ({how})"

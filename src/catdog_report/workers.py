@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .errors import CatdogError
+from .errors import CatdogError, Interrupted
 from .handoff import RunEntry
 from .plan import RunSpec
 
@@ -104,8 +104,8 @@ def train(jobs: list[RunSpec], settings: Settings, workers: int, base: str | Non
                                      memo[spec.id])
                 running[future] = spec
             ready, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-            if stop.is_set():
-                raise KeyboardInterrupt
+            if stop.is_set():  # interrupted, or a page failed
+                raise Interrupted("the build stopped its training")
             for future in ready:
                 spec = running.pop(future)
                 done(spec, future.result())
