@@ -9,10 +9,10 @@ BUILD_ARGS ?=
 
 .PHONY: install site demo serve test test-fast lint bench clean
 
-$(BIN)/catdog-report: pyproject.toml
+$(BIN)/catdog-report: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,zensical]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,zensical]"
 	touch $@
 
 install: $(BIN)/catdog-report

@@ -1,4 +1,4 @@
-"""Independent training runs one by one against in worker processes (--workers N).
+"""Independent training runs one by one against on a local Dask cluster (--workers N: local:N).
 
     python bench/parallel.py --data-dir D [--weights W] [--workers 2] [--epochs N] --work DIR
 
@@ -23,10 +23,15 @@ from typing import Any
 
 def train_all(settings: Any, workers: int, work: Path) -> dict[str, Any]:
     """Every model of the study at the settings' seed, in `workers` processes."""
+    from harness import fresh_project
+
     from catdog_report import data, execute, training, weights
 
+    project = work / f"project-{workers}"
+    shutil.rmtree(project, ignore_errors=True)
+    fresh_project(project)  # no frozen/: every run trains
     settings = settings.replace(workers=workers, cache_dir=work / f"cache-{workers}",
-                                project_dir=work / f"project-{workers}")
+                                project_dir=project, study_file=project / "study.yml")
     shutil.rmtree(settings.cache_root, ignore_errors=True)
     dataset = data.scan(settings, settings.data_dir, "bench")
     base, _ = weights.resolve(settings)

@@ -94,3 +94,37 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_jobs_must_be_a_positive_integer(jobs: object) -> None:
     with pytest.raises(ConfigError, match="jobs must be a positive integer"):
         Settings(jobs=jobs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("given", "cluster", "workers"), [
+    ({}, None, 1),
+    ({"workers": 2}, "local:2", 2),  # --workers N is --cluster local:N: one code path
+    ({"cluster": "local:3"}, "local:3", 3),
+    ({"cluster": "local:2", "workers": 2}, "local:2", 2),
+    ({"cluster": "tcp://10.0.0.5:8786"}, "tcp://10.0.0.5:8786", 1),
+    ({"cluster": "tls://scheduler.example.org:8786/"}, "tls://scheduler.example.org:8786", 1),
+])
+def test_cluster_values(given: dict, cluster: str | None, workers: int) -> None:
+    s = Settings(**given)
+    assert (s.cluster, s.workers) == (cluster, workers)
+    assert Settings.from_mapping(json.loads(s.to_json())).cluster == cluster  # to a kernel
+
+
+def test_local_cluster_without_a_count_has_a_worker_per_core() -> None:
+    import os
+
+    assert Settings(cluster="local").workers == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("value", ["local:0", "local:x", "remote", "tcp://host",
+                                   "http://host:8786", "8786", "local:-1"])
+def test_a_bad_cluster_value_says_what_is_expected(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"--cluster .* is neither local, local:N .* nor a "
+                                          r"Dask scheduler address such as tcp://host:8786"):
+        Settings(cluster=value)
+
+
+def test_workers_and_a_different_cluster_contradict() -> None:
+    with pytest.raises(ConfigError, match="--workers 2 means --cluster local:2, which "
+                                          "contradicts --cluster local:3; give one of them"):
+        Settings(workers=2, cluster="local:3")

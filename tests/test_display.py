@@ -225,3 +225,18 @@ def test_a_build_off_a_terminal_is_plain_lines_naming_each_run_once(
     assert lines[-2].startswith("time: data ")
     assert re.fullmatch(r"built 3 pages in [\d.]+ s \(3 executed: index, model-one, "
                         r"model-two\); site published to .*site", lines[-1]), lines[-1]
+
+
+def test_summary_names_the_runs_from_the_freeze_and_the_remote() -> None:
+    result = SimpleNamespace(
+        seeds={"one": [{"seed": 0, "trained": False, "source": "freeze", "epochs": 2,
+                        "train_seconds": 75.0}],
+               "two": [{"seed": 0, "trained": False, "source": "remote", "epochs": 1,
+                        "train_seconds": 5.0}],
+               "three": [{"seed": 0, "trained": False, "source": "cache", "epochs": 1,
+                          "train_seconds": 5.0}]},
+        pages=[], stages={}, seconds=1.0, published=True)
+    assert summary_lines(result)[:2] == [
+        "trained: nothing",
+        "from the run cache: three; from the freeze (frozen/): one; from the remote run "
+        "cache: two; pages: 0 executed, 0 from the page cache"]

@@ -31,7 +31,7 @@ def test_runs_json_holds_each_ready_run_by_model_and_seed(tmp_path: Path,
     assert runs["small"] | {"trained_at": ""} == {
         "key": "a" * 64, "trained": True, "trained_at": "", "train_seconds": 1.5, "epochs": 2,
         "seed": 0, "precision": "float32", "parent": None, "gpus": [], "threads": 2,
-        "model": "small", "title": "Small"}
+        "model": "small", "title": "Small", "source": "trained", "weights": True, "note": None}
     seeds = handoff.read_runs(tmp_path, "seeds")
     assert [e["seed"] for e in seeds["small"]] == [0, 1]  # seed order, not ready order
     assert seeds["tuned"][0]["parent"] == "b" * 64
@@ -59,3 +59,13 @@ def test_the_dataset_round_trips(tmp_path: Path) -> None:
     assert again == ds
     assert json.loads((tmp_path / "build" / handoff.DATASET_FILE).read_text())["source"] == (
         "a local copy")
+
+
+def test_a_run_entry_says_where_the_run_came_from() -> None:
+    record = _record("small", 0, "a" * 64)
+    assert handoff.run_entry(record, False, "Small")["source"] == "cache"  # the default
+    frozen = handoff.run_entry(record, False, "Small", "freeze", weights=False,
+                               note=None)
+    assert (frozen["source"], frozen["weights"], frozen["trained"]) == ("freeze", False, False)
+    assert handoff.page_token("a" * 64) == "a" * 64  # a page key changes only without weights
+    assert handoff.page_token("a" * 64, weights=False) == "a" * 64 + handoff.NO_WEIGHTS

@@ -53,3 +53,19 @@ def test_git_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
 def test_download_links() -> None:
     links = stamp.downloads("data")
     assert "notebooks/data.ipynb" in links and "sources/data.md.txt" in links
+
+
+def test_stamp_says_where_each_run_came_from_and_why_not_the_freeze() -> None:
+    page = Page("model-one", "Model one", "", {}, "", RUNS, 1.0, "2026-11-28 19:20:00 UTC")
+    state = {"commit": "1234567890ab", "versions": {}, "manifest": "f" * 64, "seed": 0,
+             "profile": "full", "cpu": "cpu"}
+    runs = [RUNS[0] | {"source": "freeze", "weights": False},
+            RUNS[0] | {"source": "remote", "model": "m2", "title": "M2"},
+            RUNS[1] | {"source": "trained", "note": "its frozen run was made with other "
+                       "inputs: epochs 10 → 12"}]
+    text = stamp.stamp(page, state, runs)
+    assert ("Model one** (run `abcdef123456`, 20 epochs, seed 0): loaded from the committed "
+            "freeze (frozen/) without its weights; trained 2026-11-28T19:00:00+00:00") in text
+    assert "M2** (run `abcdef123456`, 20 epochs, seed 0): pulled from the remote run cache" in text
+    assert ("trained by this build; trained 2026-11-28T19:10:00+00:00 in 95 s (2 TensorFlow "
+            "threads) (its frozen run was made with other inputs: epochs 10 → 12)") in text

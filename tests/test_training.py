@@ -191,7 +191,8 @@ def test_memo_finds_the_run_without_fit_and_changes_with_the_inputs(
 
     monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("fit() was called"))
     again = training.find_or_fit(spec, small, ds, arrays, known=known["model_one@0"])
-    assert again | {"trained_at": 0} == first | {"trained": False, "trained_at": 0}
+    assert again | {"trained_at": 0} == first | {"trained": False, "trained_at": 0,
+                                                 "source": "cache"}
     assert decoded == [1]
 
     other = dataclasses.replace(small, epochs={**small.epochs, "model_one": 2})

@@ -22,7 +22,8 @@ WORKFLOW = ROOT / ".github" / "workflows" / "site.yml"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
 # Every top-level entry the build reads: a change to any of them must change the cache key.
-BUILD_INPUTS = ("src", "content", "mkdocs.yml", "pyproject.toml")
+BUILD_INPUTS = ("src", "content", "mkdocs.yml", "pyproject.toml", "study.yml", "constraints.txt",
+                "frozen")
 MAIN_ONLY = ("github.event_name == 'push'", "refs/heads/main")
 
 
@@ -214,7 +215,7 @@ def test_build_job_setup(workflow: dict[str, Any]) -> None:
     python = step_using(workflow, "build", "actions/setup-python")["with"]
     assert str(python["python-version"]) == "3.11"
     assert python["cache"] == "pip"
-    assert python["cache-dependency-path"] == "pyproject.toml"
+    assert python["cache-dependency-path"].split() == ["pyproject.toml", "constraints.txt"]
 
 
 def test_profile_is_full_on_main_and_quick_on_pull_requests(workflow: dict[str, Any]) -> None:
@@ -317,3 +318,14 @@ def test_every_hashed_pattern_matches_a_file(workflow: dict[str, Any]) -> None:
 def test_glob_matcher(pattern: str, path: str, matches: bool) -> None:
     """The stand-in for @actions/glob that the coverage test relies on."""
     assert hashed(path, [pattern]) is matches
+
+
+def test_the_build_installs_the_versions_run_keys_hold(workflow: dict[str, Any]) -> None:
+    """Frozen runs are found only when their keys match: make install (which the workflow
+    runs) pins TensorFlow, Keras and NumPy, the versions training.versions() puts in keys."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert 'pip install --quiet -c constraints.txt -e ".[test,zensical]"' in makefile
+    pinned = {line.split("==")[0] for line in (ROOT / "constraints.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    assert pinned == {"tensorflow-cpu", "keras", "numpy"}
+    assert "make install" in runs(workflow, "build")

@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from .errors import BuildError, CatdogError
 from .execute import execute
 from .handoff import RunEntry
 from .kernel import KERNEL
-from .plan import Needs, Plan, make_plan, page_needs
+from .plan import Needs, Plan, RunSpec, make_plan, page_needs
 from .progress import BuildPlanned, RunPlan, StageDone, emit
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ def plan_build(settings: Settings, dataset: data.Dataset, base: str | None) -> P
         sources.append((name, path, text, parsed_needs(settings, path, text)))
     specs = training.run_specs_for(settings, base)
     known = training.known_runs(specs, settings, dataset)
-    return make_plan(settings.study, sources, known, page_inputs(settings, dataset, base), specs)
+    return make_plan(settings.study, sources, known, page_inputs(settings, dataset, base), specs,
+                     training.page_tokens(known, settings))
 
 
 def parsed_needs(settings: Settings, path: Path, text: str) -> Needs:
@@ -155,6 +156,58 @@ def announce(settings: Settings, dataset: data.Dataset, plan: Plan) -> None:
     else:
         emit(log, event, "plan: %d page(s); %d run(s), all in the run cache", len(plan.pages),
              len(runs), level=logging.DEBUG)  # each run says so when it is ready
+
+
+def freeze_build(settings: Settings, with_weights: bool = False,
+                 prune: bool = False) -> list[tuple[Path, bool]]:
+    """Freeze the runs of the build these settings make: find or train each run of its
+    plan (no page executes), then write them to frozen/ beside study.yml (freeze_runs);
+    prune removes this profile's frozen runs the plan no longer has. Returns each frozen
+    run's folder and whether it was written (else it was already frozen as it is)."""
+    from . import freeze
+    from .execute import train
+
+    with project_lock(settings.build_dir):
+        dataset = resolve_data(settings)
+        base, _ = weights.resolve(settings)
+        if base not in (None, "imagenet"):
+            settings = settings.replace(weights=Path(base))
+        plan = plan_build(settings, dataset, base)
+        book = train(settings, dataset, plan.specs, base)
+        freeze.sweep(settings.study.path)
+        out = freeze_runs(settings, dataset, plan.specs, book.by_id, with_weights)
+        if prune:
+            for key in freeze.prune(settings.study.path, settings.profile,
+                                    [f.name for f, _ in out]):
+                log.info("removed the frozen run %s (no longer in this build)", key[:12])
+        return out
+
+
+def freeze_runs(settings: Settings, dataset: data.Dataset, specs: Sequence[RunSpec],
+                entries: Mapping[str, RunEntry],
+                with_weights: bool = False) -> list[tuple[Path, bool]]:
+    """Write the runs of specs (entries: their runs.json entries by run id, all ready) to
+    frozen/ beside study.yml with their memo keys and inputs, their weights only with
+    with_weights. Returns each frozen run's folder and whether it was written."""
+    from . import freeze, training
+
+    memo = training.memo_keys(list(specs), settings, dataset)
+    out = []
+    for spec in specs:
+        entry = entries[spec.id]
+        found = training.entry_folder(settings, entry["key"])
+        if found is None:
+            raise BuildError(f"the run {entry['key'][:12]} of {spec.id} is no longer in the "
+                             "run cache; run `catdog-report freeze` again")
+        info = {"key": entry["key"], "memo": memo[spec.id], "model": spec.model,
+                "seed": spec.seed, "profile": settings.profile, "epochs": spec.epochs,
+                "inputs": training.frozen_inputs(spec, settings, dataset, entry["parent"])}
+        written = freeze.write(settings.study.path, found[0], info, with_weights)
+        folder = freeze.root(settings.study.path) / entry["key"]
+        log.info("%s: %s %s", spec.id, "froze it in" if written else "already frozen in",
+                 folder)
+        out.append((folder, written))
+    return out
 
 
 def _build(settings: Settings) -> BuildResult:

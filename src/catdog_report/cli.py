@@ -105,6 +105,15 @@ def parser(env: Environment | None = None) -> argparse.ArgumentParser:
     g.add_argument("--profile", help="a synthetic profile of study.yml (default: the first)")
     g.add_argument("--seed", type=int, default=0, help="seeds every image (default 0)")
     g.add_argument("--image-size", type=int, default=160, help="square size in pixels")
+    f = sub.add_parser("freeze", help="find or train every run of the build and write what its "
+                       "pages need of them to frozen/ beside study.yml, to commit")
+    _build_options(f, env)
+    f.add_argument("--with-weights", action="store_true",
+                   help="freeze the trained weights too (the Grad-CAM maps need them; tens of "
+                        "MB per model): without them a build from the freeze shows no maps")
+    f.add_argument("--prune", action="store_true",
+                   help="remove this profile's frozen runs that this build no longer has")
+    _output_options(f, env, defaults=False)
     sub.add_parser("clean", help="remove site/, build/ and the caches in .cache/")
     return p
 
@@ -130,9 +139,14 @@ def _build_options(b: argparse.ArgumentParser, env: Environment) -> None:
     b.add_argument("--precision", default="float32",
                    help="float32 (default) or bf16 (Keras's mixed_bfloat16 policy)")
     b.add_argument("--workers", type=int, default=env.workers or 1,
-                   help="worker processes training independent runs at once (default 1, or "
-                        "CATDOG_WORKERS); each keeps a run's own thread count, so the results "
-                        "are the same as one by one")
+                   help="worker processes training runs at once on this machine: the same as "
+                        "--cluster local:N (default 1: one by one; or CATDOG_WORKERS)")
+    b.add_argument("--cluster", default=env.cluster,
+                   metavar="ADDRESS",
+                   help="train the runs the cache lacks on a Dask cluster: local (one worker "
+                        "process per core), local:N, or a running scheduler's address such as "
+                        "tcp://host:8786 (or CATDOG_CLUSTER); each run keeps its own thread "
+                        "count, so the results are the same as one by one")
     b.add_argument("--seed", type=int, default=0,
                    help="seeds weights, shuffling and the split (default 0, as the walkthrough)")
     b.add_argument("--image-size", type=int, default=160, help="square input size in pixels")
@@ -145,6 +159,10 @@ def _build_options(b: argparse.ArgumentParser, env: Environment) -> None:
                    help="seconds one cell of a page may run in a build (default: pages: "
                         "cell_timeout: in study.yml, else 600); a cell that runs longer "
                         "stops the build, naming the page and the cell")
+    b.add_argument("--remote-cache", default=env.remote_cache, metavar="URL",
+                   help="a run cache shared by a team: a path on a shared disk or an fsspec "
+                   "URL (s3://, gs://, ...; or CATDOG_REMOTE_CACHE); runs it holds are pulled "
+                   "instead of trained, runs trained here are pushed")
     b.add_argument("--engine", default=env.engine or "mkdocs",
                    help="site engine: mkdocs (Material for MkDocs, the default) or zensical "
                         "(its successor; or CATDOG_ENGINE)")
@@ -165,8 +183,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         "image_size": args.image_size, "batch_size": args.batch_size,
         "keep_going": getattr(args, "keep_going", False), "jobs": args.jobs,
         "engine": args.engine, **_seeds(args.seeds), "precision": args.precision,
-        "workers": args.workers, "cell_timeout": args.cell_timeout})
+        "workers": args.workers, "cluster": args.cluster, "cell_timeout": args.cell_timeout,
+        "remote_cache": args.remote_cache})
     check_build_paths(settings, given)
+    if settings.remote_cache:
+        from .remote import remote
+
+        remote(settings.remote_cache)  # an unknown protocol fails here, in one line
     return settings
 
 
@@ -186,6 +209,21 @@ def cmd_build(args: argparse.Namespace) -> int:
                 f"executed: {', '.join(executed) or 'none'}); site "
                 + ("published to " + str(settings.site_dir) if result.published
                    else "unchanged"))
+    return 0
+
+
+def cmd_freeze(args: argparse.Namespace) -> int:
+    """Freeze the runs of the build."""
+    from .build import freeze_build
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind like Ctrl-C
+    settings = _settings(args)
+    frozen = freeze_build(settings, args.with_weights, args.prune)
+    written = sum(1 for _, changed in frozen if changed)
+    args.display.final(f"froze {len(frozen)} run(s) in {frozen[0][0].parent if frozen else '-'} "
+                       f"({written} written, {len(frozen) - written} unchanged"
+                       f"{', with weights' if args.with_weights else ', without weights'}); "
+                       "commit that folder")
     return 0
 
 
@@ -255,8 +293,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Any] = {"build": cmd_build, "serve": cmd_serve,
-                            "check-site": cmd_check_site, "demo-data": cmd_demo_data,
-                            "clean": cmd_clean}
+                            "check-site": cmd_check_site, "freeze": cmd_freeze,
+                            "demo-data": cmd_demo_data, "clean": cmd_clean}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,8 @@ MIN_IMAGE_SIZE = 32
 # full study); ten minutes leaves a wide margin on a slow, busy machine.
 CELL_TIMEOUT = 600
 # the settings a page run by hand takes from CATDOG_* variables (environment.py)
-FROM_ENVIRONMENT = ("profile", "data_dir", "weights", "cache_dir", "strategy", "engine")
+FROM_ENVIRONMENT = ("profile", "data_dir", "weights", "cache_dir", "strategy", "engine",
+                    "remote_cache")
 
 
 def _choice(kind: str, value: str, choices: Any) -> str:
@@ -56,8 +57,10 @@ class Settings:
     seeds: int | None = None  # training runs per model (default: the profile's seeds)
     model_seeds: Mapping[str, int] = field(default_factory=dict)  # per-model overrides of it
     precision: str = "float32"  # or bf16: Keras's mixed_bfloat16 policy
-    workers: int = 1  # worker processes training independent runs at once
+    workers: int = 1  # local worker processes training runs at once: an alias of local:N
+    cluster: str | None = None  # Dask: None (one by one here), local, local:N or an address
     cell_timeout: int | None = None  # seconds per page cell (default: study.yml, else 600)
+    remote_cache: str | None = None  # a shared run cache: an fsspec URL or a path
 
     def __post_init__(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
@@ -68,6 +71,7 @@ class Settings:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value <= 0):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        self._check_cluster()
         if self.image_size < MIN_IMAGE_SIZE:
             raise ConfigError(f"image size {self.image_size} is too small; use at least "
                               f"{MIN_IMAGE_SIZE} (the walkthrough uses 160)")
@@ -80,6 +84,9 @@ class Settings:
             value = getattr(self, attr)
             if value is not None:
                 object.__setattr__(self, attr, Path(value).expanduser().absolute())
+        if self.remote_cache and "://" not in self.remote_cache:  # a path: the same in kernels
+            object.__setattr__(self, "remote_cache",
+                               str(Path(self.remote_cache).expanduser().absolute()))
         object.__setattr__(self, "epochs", dict(self.epochs))
         object.__setattr__(self, "model_seeds", dict(self.model_seeds))
         study = self.study
@@ -89,6 +96,26 @@ class Settings:
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"epochs for {name} must be a positive integer, got {value!r}")
         self._check_model_seeds(study)
+
+    def _check_cluster(self) -> None:
+        """--workers N (N > 1) is --cluster local:N; a cluster is local, local:N or a Dask
+        scheduler's address; workers says how many runs a local cluster trains at once."""
+        from .cluster import check, local_workers
+
+        if self.cluster is None:
+            if self.workers > 1:
+                object.__setattr__(self, "cluster", f"local:{self.workers}")
+            return
+        if not isinstance(self.cluster, str):
+            raise ConfigError(f"cluster must be local, local:N or a Dask scheduler address, "
+                              f"got {self.cluster!r}")
+        object.__setattr__(self, "cluster", check(self.cluster))
+        n = local_workers(self.cluster)
+        if self.workers > 1 and n != self.workers:
+            raise ConfigError(f"--workers {self.workers} means --cluster local:{self.workers}, "
+                              f"which contradicts --cluster {self.cluster}; give one of them")
+        if n is not None:
+            object.__setattr__(self, "workers", n)
 
     def _check_model_seeds(self, study: Study) -> None:
         """Per-model seed counts name models of the study, are positive, and never exceed

@@ -295,7 +295,8 @@ def summary_lines(result: Any) -> list[str]:
     """The closing summary of a build: what trained (per run, its epochs and seconds) and
     what came from the run cache, and the time of each stage. The command's last line
     says where the site is."""
-    trained, loaded = [], []
+    trained: list[str] = []
+    found: dict[str, list[str]] = {"cache": [], "freeze": [], "remote": []}
     seeds = max((len(v) for v in result.seeds.values()), default=1)
     training = 0.0
     for model, entries in result.seeds.items():
@@ -306,13 +307,15 @@ def summary_lines(result: Any) -> list[str]:
                 trained.append(f"{name} ({e['epochs']} epoch{'s' * (e['epochs'] != 1)}, "
                                f"{duration(e['train_seconds'])})")
             else:
-                loaded.append(name)
+                found.get(e.get("source", "cache"), found["cache"]).append(name)
+    elsewhere = "".join(f"; from the {where}: {', '.join(names)}" for where, names in (
+        ("freeze (frozen/)", found["freeze"]), ("remote run cache", found["remote"])) if names)
     executed = [p for p in result.pages if not p.cached]
     stages = result.stages
     return [
         f"trained: {', '.join(trained) or 'nothing'}",
-        f"from the run cache: {', '.join(loaded) or 'nothing'}; pages: {len(executed)} "
-        f"executed, {len(result.pages) - len(executed)} from the page cache",
+        f"from the run cache: {', '.join(found['cache']) or 'nothing'}{elsewhere}; pages: "
+        f"{len(executed)} executed, {len(result.pages) - len(executed)} from the page cache",
         f"time: data {duration(stages.get('data'))}, plan {duration(stages.get('plan'))}, "
         f"training {duration(training) if trained else 'none'} and pages "
         f"{duration(sum(p.seconds for p in executed))} (side by side: "

@@ -40,7 +40,13 @@ class Environment:
         engine: CATDOG_ENGINE, the site engine (the default of --engine).
         jobs: CATDOG_JOBS, pages executed at once (the default of --jobs).
         workers: CATDOG_WORKERS, worker processes training runs (the default of --workers).
+        cluster: CATDOG_CLUSTER, the Dask cluster the runs train on: local, local:N or a
+            scheduler's address (the default of --cluster).
+        local_worker: CATDOG_LOCAL_WORKER, set by a build in the worker processes of the
+            local cluster it starts ("1": a throw-away worker, which ends at once at exit).
         progress: CATDOG_PROGRESS, auto, live or plain (the default of --progress).
+        remote_cache: CATDOG_REMOTE_CACHE, a run cache shared by a team: a path or an
+            fsspec URL (the default of --remote-cache).
         settings: CATDOG_SETTINGS, the build's settings handed to its page kernels (parsed
             JSON); inside a build it stands for all the other variables.
         build_dir: CATDOG_BUILD_DIR, inside a build: the folder holding dataset.json and
@@ -56,7 +62,10 @@ class Environment:
     engine: str | None = None
     jobs: int | None = None
     workers: int | None = None
+    cluster: str | None = None
+    local_worker: str | None = None
     progress: str | None = None
+    remote_cache: str | None = None
     settings: Mapping[str, Any] | None = None
     build_dir: Path | None = None
     unknown: tuple[str, ...] = ()

@@ -1,5 +1,5 @@
-"""Execute a plan: its runs (found in the run cache, or trained in a thread or in worker
-processes) and its pages (each in its own kernel once the runs it shows are ready, or from
+"""Execute a plan: its runs (found in the run cache, or trained in a thread or on a Dask
+cluster) and its pages (each in its own kernel once the runs it shows are ready, or from
 the page cache), writing build/runs.json as each run is ready."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from . import data, handoff, pages
 from .config import Settings
 from .environment import ENV_BUILD, ENV_SETTINGS
-from .errors import BuildError, CatdogError, Interrupted, PageError
+from .errors import BuildError, CacheError, CatdogError, Interrupted, PageError
 from .handoff import RunBook, RunEntry
 from .kernel import run_batch
 from .plan import Plan, RunSpec
@@ -36,10 +36,10 @@ def kernel_env(settings: Settings) -> dict[str, str]:
 def train(settings: Settings, dataset: data.Dataset, specs: Sequence[RunSpec],
           base: str | None) -> RunBook:
     """Find or train the runs of specs (parents first) outside a page build, as a build
-    does: through the run cache, in settings.workers processes when above one.
+    does: through the run cache, on settings.cluster when one is set.
 
-    The dataset is recorded in settings.build_dir first (worker processes read it there);
-    returns the book of ready runs (run id → its runs.json entry in book.by_id).
+    The dataset is recorded in settings.build_dir first (as for a build's pages); returns
+    the book of ready runs (run id → its runs.json entry in book.by_id).
     """
     handoff.write_dataset(settings.build_dir, dataset)
     book = RunBook(settings.build_dir, settings.seed)
@@ -60,19 +60,59 @@ def train_runs(settings: Settings, dataset: data.Dataset, specs: Sequence[RunSpe
     known = known or {}
     memo = memo_keys(list(specs), settings, dataset)
     arrays = functools.cache(lambda: data.arrays(dataset, settings))
-    jobs: list[RunSpec] = []  # runs to train in worker processes
+    jobs: list[RunSpec] = []  # runs to train on the cluster
     for spec in specs:
         if stop.is_set():  # interrupted, or a page failed
             raise Interrupted("the build stopped its training")
-        if settings.workers > 1 and (spec.id not in known
-                                     or spec.parent_id in {j.id for j in jobs}):
-            jobs.append(spec)
-            continue
-        entry = _find_or_fit(spec, settings, dataset, base, book, arrays, known.get(spec.id),
+        found = known.get(spec.id)
+        if settings.cluster:
+            waits = spec.parent_id in {j.id for j in jobs}  # its parent trains there
+            if found is None and not waits:
+                found = _held_by_key(spec, settings, dataset, base, book, memo[spec.id])
+            if waits or (found is None and _parent_at_hand(spec, settings, book)):
+                jobs.append(spec)
+                continue
+        entry = _find_or_fit(spec, settings, dataset, base, book, arrays, found,
                              memo[spec.id], stop)
         _ready(book, on_ready, spec, entry)
     if jobs:
-        _train_in_workers(settings, dataset, jobs, base, memo, book, on_ready, stop)
+        _train_on_cluster(settings, dataset, jobs, base, memo, book, on_ready, stop)
+
+
+def _held_by_key(spec: RunSpec, settings: Settings, dataset: data.Dataset,
+                 base: str | None, book: RunBook, memo: str) -> str | None:
+    """The key of a run the memo does not know if the run cache, the freeze or the remote
+    run cache holds it (say, after an edit of the study's code that left the model as it
+    was), from the built model as one by one finds it, so the cluster never retrains it;
+    None if not (nothing is asked when none holds any run)."""
+    from . import freeze, training
+
+    store = training.run_store(settings)
+    if not (store.entries.is_dir() and any(store.entries.iterdir())) \
+            and not freeze.infos(settings.study.path) and not settings.remote_cache:
+        return None
+    try:
+        key = training.key_of(spec, settings, dataset, base, book.parent_key(spec))
+    except CatdogError:
+        raise
+    except Exception as exc:  # TensorFlow and Keras raise many kinds
+        raise training.training_error(spec, settings, exc) from exc
+    if not training.held(settings, key):
+        return None
+    training.remember(settings, memo, spec.model, key)  # found without training: as known
+    return key
+
+
+def _parent_at_hand(spec: RunSpec, settings: Settings, book: RunBook) -> bool:
+    """Whether the run spec starts from (if any) is at hand with its trained weights, for
+    its task; a parent frozen without them is retrained here, so its child trains here."""
+    from . import training
+
+    key = book.parent_key(spec)
+    if key is None or training.locate(settings, key, weights=True) is not None:
+        return True
+    log.info("%s trains here: the run it starts from has no weights at hand", spec.id)
+    return False
 
 
 def _ready(book: RunBook, on_ready: Callable[[str], Any], spec: RunSpec,
@@ -82,18 +122,41 @@ def _ready(book: RunBook, on_ready: Callable[[str], Any], spec: RunSpec,
     on_ready(spec.id)
 
 
-def _train_in_workers(settings: Settings, dataset: data.Dataset, jobs: list[RunSpec],
+def _train_on_cluster(settings: Settings, dataset: data.Dataset, jobs: list[RunSpec],
                       base: str | None, memo: dict[str, str], book: RunBook,
                       on_ready: Callable[[str], Any], stop: threading.Event) -> None:
-    """Train the runs the cache lacks in settings.workers processes (workers.py)."""
-    from . import workers
+    """Train the runs the cache lacks on settings.cluster (cluster.py), one Dask task each;
+    every entry that comes back is verified and stored here, with its memo key."""
+    from . import cluster, training
 
-    data.arrays(dataset, settings)  # decode once here; every worker reads the cached arrays
-    log.info("training %d run(s) in %d worker processes (%d TensorFlow thread(s) each, as one "
-             "by one)", len(jobs), settings.workers, jobs[0].threads)
-    workers.train(jobs, settings, settings.workers, base, memo, book.parent_key,
-                  lambda spec, entry: _ready(book, on_ready, spec, entry), stop,
-                  set(book.by_id))
+    assert settings.cluster is not None
+    store = training.run_store(settings)
+    arrays = data.arrays(dataset, settings)  # decoded once here, sent once to each worker
+
+    def parent_entry(spec: RunSpec) -> bytes:
+        """The entry of a parent this build found in its run cache, for the child's task."""
+        key = book.parent_key(spec)
+        found = training.locate(settings, key, weights=True) if key else None
+        if found is None:
+            raise CacheError(f"the run {spec.parent_id}, which {spec.id} starts from, is no "
+                             f"longer in the run cache {store.root}; run the build again")
+        return cluster.pack(found[0])
+
+    def done(spec: RunSpec, result: dict[str, Any]) -> None:
+        """A run came back: store it, remember its memo key, push it to the remote run
+        cache (if any), tell the pages."""
+        key = cluster.receive(store, result, spec.id)
+        training.remember(settings, memo[spec.id], spec.model, key)
+        training.push(settings, key, store.path(key), memo[spec.id], spec.model)
+        run = training.load_run(store.path(key), cached=False)
+        _ready(book, on_ready, spec, training.ready_entry(spec, settings, dataset, run))
+
+    log.info("training %d run(s) on the cluster %s (%d TensorFlow thread(s) each, as one "
+             "by one)", len(jobs), settings.cluster, jobs[0].threads)
+    t0 = time.perf_counter()
+    with cluster.connect(settings.cluster, jobs[0].threads) as client:
+        cluster.train(client, jobs, settings, dataset, arrays, base, parent_entry, done, stop)
+    log.info("%d run(s) on the cluster: %.1f s", len(jobs), time.perf_counter() - t0)
 
 
 def _find_or_fit(spec: RunSpec, settings: Settings, dataset: data.Dataset, base: str | None,
@@ -173,7 +236,7 @@ def _fail(future: Any, exc: BaseException) -> None:
 def import_builders(settings: Settings, plan: Plan) -> None:
     """Import the builders of the runs this process trains, so that an import error fails
     the build (naming study.yml and the model) before any page kernel starts."""
-    if settings.workers > 1:  # the workers import them; their source was checked in the plan
+    if settings.cluster:  # the workers import them; their source was checked in the plan
         return
     names = list(dict.fromkeys(s.model for s in plan.specs if s.id in plan.to_train))
     if names:
@@ -216,7 +279,9 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
                 return
             raise
         if node.key is None:
-            node.key = node.key_for({i: book.by_id[i]["key"] for i in node.ids}, inputs)
+            node.key = node.key_for({i: handoff.page_token(book.by_id[i]["key"],
+                                                           book.by_id[i].get("weights", True))
+                                     for i in node.ids}, inputs)
             if from_cache(node):
                 return
         await imported  # an import error of the study's code fails before any kernel starts

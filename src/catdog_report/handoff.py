@@ -33,16 +33,33 @@ class RunEntry(TypedDict):
     threads: int | None  # TensorFlow's intra-op threads it trained with
     model: str
     title: str
+    source: str  # where this build got it: one of SOURCES
+    weights: bool  # its trained weights are at hand (a freeze may leave them out)
+    note: str | None  # why a frozen run of it could not be used, if one could not
 
 
-def run_entry(record: dict[str, Any], trained: bool, title: str) -> RunEntry:
-    """The runs.json entry of a run record (training.Run.record)."""
+SOURCES = ("trained", "cache", "freeze", "remote")  # this build, the run cache, frozen/, a remote
+NO_WEIGHTS = "+no-weights"  # in a page key: the run's weights were not at hand
+
+
+def run_entry(record: dict[str, Any], trained: bool, title: str, source: str | None = None,
+              weights: bool = True, note: str | None = None) -> RunEntry:
+    """The runs.json entry of a run record (training.Run.record); source: where the build
+    got it (default: trained, or the run cache)."""
     env = record["environment"]
     return RunEntry(key=record["key"], trained=trained, trained_at=record["trained_at"],
                     train_seconds=record["train_seconds"], epochs=record["epochs"],
                     seed=record["seed"], precision=record.get("precision", "float32"),
                     parent=record.get("parent"), gpus=env.get("gpus", []),
-                    threads=env.get("intra_op_threads"), model=record["model"], title=title)
+                    threads=env.get("intra_op_threads"), model=record["model"], title=title,
+                    source=source or ("trained" if trained else "cache"), weights=weights,
+                    note=note)
+
+
+def page_token(key: str, weights: bool = True) -> str:
+    """What a page's cache key holds of one of its runs: its run key, marked when its weights
+    are not at hand (its Grad-CAM maps are then left out, so the page differs)."""
+    return key if weights else key + NO_WEIGHTS
 
 
 class RunBook:

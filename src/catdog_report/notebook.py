@@ -317,8 +317,17 @@ def _short(file: str) -> str:
     return file.rsplit("/", 1)[-1]
 
 
+NO_WEIGHTS = ("its run came from the freeze without its trained weights (`catdog-report "
+              "freeze --with-weights` keeps them)")
+
+
 def _maps_of(st: Study, run: Run, rows: pd.DataFrame) -> xai.Explanation:
-    """The Grad-CAM maps of one run over the given prediction rows (its cached weights)."""
+    """The Grad-CAM maps of one run over the given prediction rows (its cached weights);
+    none, with a note saying why, for a run frozen without its weights."""
+    if run.folder is not None and not run.has_weights:
+        rows = rows.reset_index(drop=True)
+        return xai.Explanation(list(rows["file"]), list(rows["true"]), list(rows["predicted"]),
+                               [float(p) for p in rows["probability"]], note=NO_WEIGHTS)
     images = np.stack(st.test_images(list(rows["file"]))) if len(rows) else np.zeros((0,))
     return xai.explain(run.load_model(), images, rows, run.record["class_names"])
 
@@ -419,7 +428,9 @@ def show_compared_explanations(st: Study, runs: Sequence[Run], shown: int = 4,
         summaries.append(table.assign(model=title, coarse=coarse))
     if not panels:
         say("No model of this build has a convolution layer, so none has a "
-            "class-activation map.")
+            "class-activation map." if not any(NO_WEIGHTS in w for w in without) else
+            "No model of this build has a class-activation map here: "
+            + markdown_text("; ".join(without)) + ".")
         return
     true = list(preds[runs[0].name].set_index("file").loc[first, "true"])
     photo = figures.Panel("photo", np.zeros(0), [f"true {t}" for t in true])

@@ -155,13 +155,14 @@ class Plan:
 
 def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
               known: Mapping[str, str], inputs: Mapping[str, Any],
-              specs: Sequence[RunSpec]) -> Plan:
+              specs: Sequence[RunSpec], tokens: Mapping[str, str] | None = None) -> Plan:
     """The plan: every model a page fits (and its parents), every model of the study when a
     page reads the build's runs, each trained once per seed; a page's key where the keys
     of all its runs are known.
 
     pages: (name, path, text, needs) in nav order; known: run id → key found without
-    training (run_id(model, seed)); specs: every run the study could train (run_specs).
+    training (run_id(model, seed)); specs: every run the study could train (run_specs);
+    tokens: what page keys hold of the known runs (default: their keys; handoff.page_token).
     """
     for name, path, _, needs in pages:
         for model in needs.fits:
@@ -180,7 +181,7 @@ def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
         ids = tuple(spec.id for m in shows for spec in chosen if spec.model == m)
         node = PageNode(i, name, path, text, needs, shows, ids)
         if all(i in known for i in ids):
-            node.key = node.key_for(known, inputs)
+            node.key = node.key_for(tokens or known, inputs)
         nodes.append(node)
     every = {spec.id for spec in chosen}
     return Plan(nodes, chosen, {i: k for i, k in known.items() if i in every}, dict(inputs))

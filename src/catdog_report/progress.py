@@ -5,8 +5,8 @@ line a log file shows) that also carries an event (``record.progress``): the run
 each batch and epoch of a training run, each run and page ready, each stage done. A
 program that only reads logs sees the lines; the command line (display.py) renders the
 events as a live display on a terminal or as throttled plain lines elsewhere. Records of a
-training worker process reach the build process through a queue (workers.py); nothing here
-imports TensorFlow or draws anything.
+training task on a Dask worker reach the build process through Dask's events (cluster.py);
+nothing here imports TensorFlow or draws anything.
 """
 
 from __future__ import annotations

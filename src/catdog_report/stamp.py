@@ -71,6 +71,11 @@ def banner(study: Any, data_source: str, profile: Any, base: str) -> str:
             f"Profile `{profile.name}`: {profile.description}.\n")
 
 
+HOW = {"trained": "trained by this build", "cache": "loaded from the run cache",
+       "freeze": "loaded from the committed freeze (frozen/)",
+       "remote": "pulled from the remote run cache"}  # by a run's source (handoff.SOURCES)
+
+
 def stamp(page: Any, state: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
     """The collapsible reproducibility stamp for one page."""
     versions = ", ".join(f"{k} {v}" for k, v in state["versions"].items())
@@ -83,13 +88,17 @@ def stamp(page: Any, state: dict[str, Any], runs: Sequence[dict[str, Any]]) -> s
         f"- **Hardware:** {state['cpu']}; GPU: {', '.join(gpus) if gpus else 'none'}",
     ]
     for r in runs:
-        how = "trained by this build" if r["trained"] else "loaded from the run cache"
+        how = HOW.get(r.get("source") or "", "trained by this build" if r["trained"]
+                      else "loaded from the run cache")
+        if r.get("source") == "freeze" and not r.get("weights", True):
+            how += " without its weights"
         epochs = f"{r['epochs']} epoch{'s' * (r['epochs'] != 1)}"
         threads = (f" ({r['threads']} TensorFlow thread{'s' * (r['threads'] != 1)})"
                    if r.get("threads") else "")  # its rounding follows the thread count
         lines.append(f"- **{r.get('title', r['model'])}** (run `{r['key'][:12]}`, {epochs}, "
                      f"seed {r['seed']}): {how}; trained {r['trained_at']} in "
-                     f"{r['train_seconds']:.0f} s{threads}")
+                     f"{r['train_seconds']:.0f} s{threads}"
+                     + (f" ({markdown_text(r['note'])})" if r.get("note") else ""))
     lines.append(f"- **Page executed** {page.executed_at} in {page.seconds:.1f} s "
                  "(reused from the page cache until its inputs change)")
     body = "\n".join("    " + line for line in lines)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import freeze
 from .cache import Store, digest, file_digest, write_atomic
 from .config import Settings
 from .data import Dataset
@@ -45,6 +46,12 @@ class Run:
     record: dict[str, Any]
     folder: Path
     cached: bool
+    source: str = "cache"  # trained (by this process), cache, freeze or remote
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether its trained weights are at hand (a run frozen without them has none)."""
+        return self.folder is not None and (self.folder / MODEL_FILE).is_file()
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -65,6 +72,10 @@ class Run:
         """The trained model, loaded with safe_mode (no code runs from the cache)."""
         import keras
 
+        if not self.has_weights:
+            raise CacheError(f"the run {self.key[:12]} of {self.name} was frozen without its "
+                             f"weights ({self.folder}); freeze it with `catdog-report freeze "
+                             "--with-weights`, or delete that folder and build to retrain it")
         return keras.saving.load_model(self.folder / MODEL_FILE, safe_mode=True, compile=False)
 
 
@@ -369,46 +380,143 @@ def _train(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=1))
 
 
-def load_run(folder: Path, cached: bool = True) -> Run:
-    """Read a verified run entry."""
+def load_run(folder: Path, cached: bool = True, source: str | None = None) -> Run:
+    """Read a verified run entry (of the run cache or the freeze)."""
     try:
         record = json.loads((folder / RECORD_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise CacheError(f"run record {folder / RECORD_FILE} is unreadable: {exc}; "
                          "delete that folder to retrain") from exc
-    return Run(record, folder, cached)
+    return Run(record, folder, cached, source or ("cache" if cached else "trained"))
+
+
+def entry_folder(settings: Settings, key: str) -> tuple[Path, str] | None:
+    """The checked folder of run key at hand on this machine and where it is: the run
+    cache ("cache"), else the committed freeze ("freeze"); None when neither has it."""
+    folder = run_store(settings).get(key)
+    if folder is not None:
+        return folder, "cache"
+    frozen = freeze.folder(settings.study.path, key)
+    return (frozen, "freeze") if frozen is not None else None
+
+
+def locate(settings: Settings, key: str, weights: bool = False) -> tuple[Path, str] | None:
+    """The run key from the run cache, the freeze, or pulled from the remote run cache into
+    the run cache ("remote"); None when none has it (or a remote copy is damaged); weights:
+    only a run with its trained weights will do."""
+    found = entry_folder(settings, key)
+    if found is not None and weights and not (found[0] / MODEL_FILE).is_file():
+        found = None  # frozen without them (run cache entries always hold them)
+    if found is None and settings.remote_cache:
+        pulled = _remote(settings, f"pulling run {key[:12]}",
+                         lambda r: r.pull(key, run_store(settings)))
+        found = (pulled, "remote") if pulled is not None else None
+    return found
+
+
+def _remote(settings: Settings, what: str, call: Any) -> Any:
+    """call(the remote run cache); a remote that cannot be reached is a miss, with a
+    warning (the build goes on with the run cache and the freeze), never a failed build."""
+    from .remote import remote
+
+    try:
+        return call(remote(settings.remote_cache))
+    except CacheError as exc:
+        log.warning("%s: %s; going on without it", what, exc)
+        return None
+
+
+def _weights_at_hand(settings: Settings, key: str) -> bool:
+    """Whether the run key is at hand with its weights (else a child cannot start from it)."""
+    found = entry_folder(settings, key)
+    return found is None or (found[0] / MODEL_FILE).is_file()  # absent: load_parent says so
+
+
+def push(settings: Settings, key: str, folder: Path, memo: str | None, model: str) -> None:
+    """Push a run this process trained (and its memo key) to the remote run cache, if any."""
+    if settings.remote_cache:
+        _remote(settings, f"pushing run {key[:12]} of {model} (it stays in the run cache)",
+                lambda r: r.push(key, folder, memo, model))
 
 
 def fit(spec: RunSpec, settings: Settings, dataset: Dataset, arrays: dict[str, Any],
         weights: str | Path | None = None, parent: str | None = None,
-        stop: threading.Event | None = None) -> Run:
+        stop: threading.Event | None = None, memo: str | None = None,
+        need_weights: bool = False) -> Run:
     """Train the run `spec` through the run cache; return its Run (from cache when unchanged).
 
     The key hashes the architecture, optimizer and loss configs, epochs, batch size, image
     size, data manifest, seed, strategy, library versions, base weights and the parent's
     run key, so changing any of them retrains this model (and the models that start from
-    it) alone. A run that starts from another gets the parent's trained model; with no
-    parent key given, the parent's run is fitted (or loaded) first. Entries are written
-    atomically under a per-key lock. Setting `stop` (from another thread) makes training
-    raise Interrupted at its next batch; nothing is stored.
+    it) alone. A run of that key is taken from the run cache, the committed freeze
+    (frozen/) or the remote run cache (settings.remote_cache), in that order; a run trained
+    here is pushed to the remote with its memo key. A run that starts from another gets the
+    parent's trained model; with no parent key given, the parent's run is fitted (or
+    loaded) first, and again (from the remote run cache, else trained) when its run at
+    hand was frozen without its weights; need_weights: such a run is not enough here either.
+    Entries are written atomically under a per-key lock. Setting `stop` (from another
+    thread) makes training raise Interrupted at its next batch; nothing is stored.
     """
     import_tensorflow()
     import keras
 
+    if spec.parent and (parent is None or not _weights_at_hand(settings, parent)):
+        parent = fit(spec_for(spec.parent, settings, weights, spec.seed), settings, dataset,
+                     arrays, weights, None, stop, need_weights=True).key
+    keras.utils.set_random_seed(spec.seed)  # the same initial weights every time
+    with own_python_random(spec.seed), precision_policy(spec.precision):
+        model = _built(spec, settings, weights, parent)
+        parts = key_parts(model, spec, settings, dataset, parent)
+        return _fit_or_load(model, spec, settings, dataset, arrays, parts, stop, memo,
+                            need_weights)
+
+
+@contextlib.contextmanager
+def own_python_random(seed: int) -> Iterator[None]:
+    """Keras draws the seeds of unseeded layers and initializers from Python's shared
+    `random`, so another thread drawing from it meanwhile (a Dask worker's event loop does)
+    would change a run's initial weights; for one run, Keras draws from its own
+    Random(seed): the numbers `random.seed(seed)` gives when nothing else draws."""
+    import random
+
+    try:
+        from keras.src.random import seed_generator
+    except ImportError:  # a Keras without that module: the shared one, as before
+        yield
+        return
+    saved = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = saved
+
+
+def _built(spec: RunSpec, settings: Settings, weights: str | Path | None,
+           parent: str | None) -> Any:
+    """The compiled model of spec, from its parent's run when it has one (under the
+    precision policy already set)."""
     from . import models
 
-    if spec.parent and parent is None:
-        parent = fit(spec_for(spec.parent, settings, weights, spec.seed), settings, dataset,
-                     arrays, weights, None, stop).key
-    keras.utils.set_random_seed(spec.seed)  # the same initial weights every time
+    with strategy_scope(settings):
+        parent_model = load_parent(settings, spec.parent, parent) if parent else None
+        model = models.build(spec.model, settings, weights, parent_model)
+        if spec.precision != "float32":
+            model = models.float32_augmentation(model)
+    return model
+
+
+def key_of(spec: RunSpec, settings: Settings, dataset: Dataset,
+           weights: str | Path | None = None, parent: str | None = None) -> str:
+    """The run key of spec, from its built model (no training): for a run the memo does
+    not know, to find it in the run cache before sending it to a cluster."""
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(spec.seed)
     with precision_policy(spec.precision):
-        with strategy_scope(settings):
-            parent_model = load_parent(settings, spec.parent, parent) if parent else None
-            model = models.build(spec.model, settings, weights, parent_model)
-            if spec.precision != "float32":
-                model = models.float32_augmentation(model)
-        parts = key_parts(model, spec, settings, dataset, parent)
-        return _fit_or_load(model, spec, settings, dataset, arrays, parts, stop)
+        return digest(key_parts(_built(spec, settings, weights, parent), spec, settings,
+                                dataset, parent))
 
 
 def run_specs_for(settings: Settings, weights: str | Path | None,
@@ -433,47 +541,55 @@ def spec_for(name: str, settings: Settings, weights: str | Path | None = None,
 
 def _fit_or_load(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
                  arrays: dict[str, Any], parts: dict[str, Any],
-                 stop: threading.Event | None) -> Run:
-    """The run of these key parts: from the run cache, or trained and stored now."""
+                 stop: threading.Event | None, memo: str | None = None,
+                 need_weights: bool = False) -> Run:
+    """The run of these key parts: from the run cache, the freeze or the remote run cache,
+    or trained, stored and pushed now."""
     key = digest(parts)
     store = run_store(settings)
     with store.lock(key):
-        folder = store.get(key)
-        cached = folder is not None
-        if folder is None:
+        found = locate(settings, key, need_weights)
+        if found is None:
             folder = store.put(key, lambda tmp: _train(model, spec, settings, dataset, arrays,
                                                        tmp, parts, stop))
+            source = "trained"
         else:
-            log.debug("%s: found in the run cache (%s)", spec.model, key[:12])
-    return load_run(folder, cached)
+            folder, source = found
+            log.debug("%s: found by its run key (%s, %s)", spec.model, source, key[:12])
+    if source == "trained":
+        push(settings, key, folder, memo, spec.model)
+    return load_run(folder, source != "trained", source)
 
 
 def load_parent(settings: Settings, name: str | None, key: str) -> Any:
     """The trained model of a parent run, to continue from."""
-    folder = run_store(settings).get(key)
-    if folder is None:
+    found = locate(settings, key, weights=True)
+    if found is None:
         raise CacheError(f"the run {key[:12]} of {name}, which a model starts from, is not in "
                          f"the run cache {run_store(settings).root}; run the build again")
-    return load_run(folder).load_model()
+    return load_run(*found).load_model()
+
+
+def memo_inputs(spec: RunSpec, settings: Settings, dataset: Dataset) -> dict[str, Any]:
+    """The cheap inputs of one run's memo key but its parent's memo key (no TensorFlow)."""
+    study = settings.study
+    code = {p.name: file_digest(p) for p in study.code_files()}
+    return {"format": TRAINING_FORMAT, "code": code,
+            "training": file_digest(Path(__file__)), "batch_size": settings.batch_size,
+            "image_size": settings.image_size, "manifest": dataset.manifest,
+            "strategy": settings.strategy, "versions": versions(),
+            "seed": spec.seed, "model": spec.model, "builder": study.models[spec.model].builder,
+            "epochs": spec.epochs, "base_weights": spec.base_weights} | _precision_part(spec)
 
 
 def memo_keys(specs: list[RunSpec], settings: Settings, dataset: Dataset) -> dict[str, str]:
     """Per run (id → key), a key from cheap inputs (no TensorFlow): the study's code and
     the training source stand in for the architecture, so the same memo key always means
     the same run key. A parent's memo key is part of its child's; specs: parents first."""
-    study = settings.study
-    code = {p.name: file_digest(p) for p in study.code_files()}
-    common = {"format": TRAINING_FORMAT, "code": code,
-              "training": file_digest(Path(__file__)), "batch_size": settings.batch_size,
-              "image_size": settings.image_size, "manifest": dataset.manifest,
-              "strategy": settings.strategy, "versions": versions()}
     keys: dict[str, str] = {}
     for spec in specs:
-        keys[spec.id] = digest(common | {
-            "seed": spec.seed, "model": spec.model, "builder": study.models[spec.model].builder,
-            "epochs": spec.epochs, "base_weights": spec.base_weights,
-            "parent": keys[spec.parent_id] if spec.parent_id else None}
-            | _precision_part(spec))
+        keys[spec.id] = digest(memo_inputs(spec, settings, dataset) | {
+            "parent": keys[spec.parent_id] if spec.parent_id else None})
     return keys
 
 
@@ -481,50 +597,114 @@ def _memo_path(settings: Settings, memo: str) -> Path:
     return run_store(settings).root / "memo" / f"{memo}.json"
 
 
+def key_for_memo(settings: Settings, memo: str) -> str | None:
+    """The run key a memo key names, from the run cache's memo, the freeze or the remote
+    run cache (no TensorFlow); None when none knows it."""
+    try:
+        key = json.loads(_memo_path(settings, memo).read_text())["key"]
+        if run_store(settings).get(key) is not None:
+            return str(key)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    key = freeze.key_for_memo(settings.study.path, memo)
+    if key is None and settings.remote_cache:
+        key = _remote(settings, "reading a memo key", lambda r: r.key_for_memo(memo))
+    return key
+
+
+def remember(settings: Settings, memo: str, model: str, key: str) -> None:
+    """Record that the run of memo key memo has the run key key (a run trained elsewhere)."""
+    write_atomic(_memo_path(settings, memo), json.dumps({"model": model, "key": key}))
+
+
 def known_runs(specs: list[RunSpec], settings: Settings, dataset: Dataset) -> dict[str, str]:
-    """The run keys (by run id) that the memo knows and the run cache holds whole, without
-    TensorFlow; specs: parents first."""
-    store = run_store(settings)
+    """The run keys (by run id) that the memo knows and the run cache, the freeze or the
+    remote run cache holds whole, without TensorFlow; specs: parents first."""
     known = {}
     for run, memo in memo_keys(specs, settings, dataset).items():
-        try:
-            key = json.loads(_memo_path(settings, memo).read_text())["key"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if store.get(key) is not None:
+        key = key_for_memo(settings, memo)
+        if key is not None and held(settings, key):
             known[run] = key
     return known
+
+
+def held(settings: Settings, key: str) -> bool:
+    """Whether the run cache, the freeze or the remote run cache holds run key."""
+    if entry_folder(settings, key) is not None:
+        return True
+    if settings.remote_cache:
+        return bool(_remote(settings, f"looking up run {key[:12]}", lambda r: r.has(key)))
+    return False
+
+
+def page_tokens(known: Mapping[str, str], settings: Settings) -> dict[str, str]:
+    """What the page keys hold of the known runs: each run key, marked where the run's
+    weights are not at hand (a freeze without them)."""
+    from .handoff import page_token
+
+    out = {}
+    for run, key in known.items():
+        found = entry_folder(settings, key)
+        out[run] = page_token(key, found is None or (found[0] / MODEL_FILE).is_file())
+    return out
 
 
 def find_or_fit(spec: RunSpec, settings: Settings, dataset: Dataset, arrays: Any,
                 weights: str | Path | None = None, parent: str | None = None,
                 known: str | None = None, memo: str | None = None,
                 stop: threading.Event | None = None) -> RunEntry:
-    """The run of one spec as its runs.json entry: from the run cache without importing
-    TensorFlow when its key is known (the memo), else through fit(), remembering its key
-    under its memo key. arrays is called only when fit() needs the decoded images."""
-    store = run_store(settings)
-    folder = store.get(known) if known else None
-    title = settings.study.models[spec.model].title
-    if folder is not None:
-        entry = run_entry(load_run(folder).record, False, title)
+    """The run of one spec as its runs.json entry: from the run cache, the freeze or the
+    remote run cache without importing TensorFlow when its key is known (known, else its
+    memo key), else through fit(), remembering its key under its memo key. arrays is called
+    only when fit() needs the decoded images."""
+    key = known or (key_for_memo(settings, memo) if memo else None)
+    found = locate(settings, key) if key else None
+    if found is not None:
+        run = load_run(found[0], True, found[1])
     else:
-        run = fit(spec, settings, dataset, arrays(), weights, parent, stop)
+        run = fit(spec, settings, dataset, arrays(), weights, parent, stop, memo)
         if memo:
             write_atomic(_memo_path(settings, memo),
                          json.dumps({"model": spec.model, "key": run.record["key"]}))
-        entry = run_entry(run.record, not run.cached, title)
-    _say_ready(spec, settings, entry)
+    return ready_entry(spec, settings, dataset, run)
+
+
+def ready_entry(spec: RunSpec, settings: Settings, dataset: Dataset, run: Run) -> RunEntry:
+    """The runs.json entry of a ready run (found, or trained here or on a cluster), said in
+    one line; a run not from the freeze while a frozen run of the same model and seed exists
+    gets a note saying which inputs differ."""
+    note = None
+    if run.source != "freeze":
+        note = freeze.why_not(settings.study.path, spec.model, spec.seed, settings.profile,
+                              frozen_inputs(spec, settings, dataset, run.record.get("parent")),
+                              run.key)
+        if note:
+            log.warning("%s: not from the freeze: %s", run_label(
+                spec.model, spec.seed, len(settings.seed_list)), note)
+    title = settings.study.models[spec.model].title
+    entry = run_entry(run.record, not run.cached, title, run.source, run.has_weights, note)
+    say_ready(spec, settings, entry)
     return entry
 
 
-def _say_ready(spec: RunSpec, settings: Settings, entry: RunEntry) -> None:
+def frozen_inputs(spec: RunSpec, settings: Settings, dataset: Dataset,
+                  parent: str | None) -> dict[str, Any]:
+    """What a frozen run records of its inputs, to say later why it could not be used: its
+    memo inputs and the run key it starts from."""
+    return memo_inputs(spec, settings, dataset) | {"parent": parent}
+
+
+def say_ready(spec: RunSpec, settings: Settings, entry: RunEntry) -> None:
     """One line (and event) per run ready: trained now, or found in the run cache."""
     trained, seconds = bool(entry["trained"]), float(entry["train_seconds"])
-    how = f"trained in {seconds:.1f} s" if trained else "loaded from the run cache"
+    how = f"trained in {seconds:.1f} s" if trained else LOADED[entry["source"]]
     emit(log, RunDone(spec.id, trained, seconds if trained else 0.0),
          "%s: %s (%s)", run_label(spec.model, spec.seed, len(settings.seed_list)), how,
          entry["key"][:12])
+
+
+LOADED = {"cache": "loaded from the run cache", "freeze": "loaded from the freeze (frozen/)",
+          "remote": "pulled from the remote run cache", "trained": "trained"}
 
 
 def steps_per_epoch(images: int, batch_size: int) -> int:
@@ -559,15 +739,15 @@ def earlier_step_seconds(settings: Settings) -> dict[str, float]:
 
 def load_given(name: str, settings: Settings, entry: dict[str, Any]) -> Run:
     """Load a run the build already has (no TensorFlow needed)."""
-    store = run_store(settings)
-    folder = store.get(entry["key"])
-    if folder is None:
+    found = entry_folder(settings, entry["key"])
+    if found is None:
         raise CacheError(f"run {entry['key'][:12]} of {name}, which this build trained or "
-                         f"loaded, is no longer in the run cache {store.root}; run the build "
-                         "again")
-    run = load_run(folder, cached=not entry["trained"])
+                         f"loaded, is no longer in the run cache {run_store(settings).root}; "
+                         "run the build again")
+    source = entry.get("source") or ("trained" if entry["trained"] else found[1])
+    run = load_run(found[0], cached=not entry["trained"], source=source)
     log.debug("%s: %s (%s)", name, "trained by this build" if entry["trained"]
-             else "loaded from the run cache", entry["key"][:12])
+              else LOADED.get(source, source), entry["key"][:12])
     return run
 
 
