@@ -204,6 +204,19 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
+def checksum_problem(folder: Path) -> str | None:
+    """What is wrong with a folder's files against its checksums file, or None."""
+    try:
+        recorded = json.loads((folder / CHECKSUMS).read_text())
+    except (OSError, ValueError) as exc:
+        return f"unreadable {CHECKSUMS}: {exc}"
+    actual = _checksums(folder)
+    if set(actual) != set(recorded):
+        return f"its files differ from {CHECKSUMS}: {sorted(set(actual) ^ set(recorded))}"
+    bad = [name for name, sha in sorted(recorded.items()) if actual[name] != sha]
+    return f"{', '.join(bad)} does not match its checksum" if bad else None
+
+
 def _checksums(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): file_digest(p)
@@ -258,16 +271,9 @@ class Store:
                 return None
         except (OSError, ValueError):
             pass
-        try:
-            recorded = json.loads((folder / CHECKSUMS).read_text())
-        except (OSError, ValueError) as exc:
-            return f"unreadable {CHECKSUMS}: {exc}"
-        actual = _checksums(folder)
-        if set(actual) != set(recorded):
-            return f"files differ from the record: {sorted(set(actual) ^ set(recorded))}"
-        bad = [name for name, sha in recorded.items() if actual[name] != sha]
-        if bad:
-            return f"checksum mismatch in {', '.join(bad)}"
+        problem = checksum_problem(folder)
+        if problem:
+            return problem
         with contextlib.suppress(CacheError):  # only a shortcut: a read-only cache still works
             write_atomic(seen, json.dumps(stamp))
         return None

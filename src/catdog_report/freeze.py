@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .cache import CHECKSUMS, file_digest, write_error
+from .cache import CHECKSUMS, checksum_problem, file_digest, write_error
 from .errors import CacheError
 
 log = logging.getLogger(__name__)
@@ -80,25 +80,12 @@ def folder(study_path: Path, key: str) -> Path | None:
     where = root(study_path) / key
     if not (where / INFO_FILE).is_file():
         return None
-    problem = _problem(where)
+    problem = checksum_problem(where)
     if problem is not None:
         raise CacheError(f"the frozen run {where} is damaged ({problem}); restore it with "
                          f"`git checkout -- {FREEZE_DIR}/{key}`, or delete that folder and "
                          "run `catdog-report freeze` again")
     return where
-
-
-def _problem(where: Path) -> str | None:
-    """What is wrong with a frozen run's files, or None."""
-    try:
-        recorded = json.loads((where / CHECKSUMS).read_text())
-    except (OSError, ValueError) as exc:
-        return f"unreadable {CHECKSUMS}: {exc}"
-    actual = _sums(where)
-    if set(actual) != set(recorded):
-        return f"its files differ from {CHECKSUMS}: {sorted(set(actual) ^ set(recorded))}"
-    bad = [name for name, sha in sorted(recorded.items()) if actual[name] != sha]
-    return f"{', '.join(bad)} does not match its checksum" if bad else None
 
 
 def key_for_memo(study_path: Path, memo: str) -> str | None:
@@ -131,7 +118,7 @@ def write(study_path: Path, entry: Path, info: Mapping[str, Any],
                          "frozen_at": datetime.now(UTC).isoformat(timespec="seconds")}
     old = _info(target) if target.is_dir() else None
     files = [RECORD_FILE, *([MODEL_FILE] if weights else [])]
-    if (old is not None and _problem(target) is None
+    if (old is not None and checksum_problem(target) is None
             and {k: v for k, v in old.items() if k != "frozen_at"}
             == {k: v for k, v in body.items() if k != "frozen_at"}
             and all(file_digest(target / f) == file_digest(entry / f) for f in files)):
