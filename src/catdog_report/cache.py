@@ -210,14 +210,15 @@ def checksum_problem(folder: Path) -> str | None:
         recorded = json.loads((folder / CHECKSUMS).read_text())
     except (OSError, ValueError) as exc:
         return f"unreadable {CHECKSUMS}: {exc}"
-    actual = _checksums(folder)
+    actual = checksums(folder)
     if set(actual) != set(recorded):
         return f"its files differ from {CHECKSUMS}: {sorted(set(actual) ^ set(recorded))}"
     bad = [name for name, sha in sorted(recorded.items()) if actual[name] != sha]
     return f"{', '.join(bad)} does not match its checksum" if bad else None
 
 
-def _checksums(folder: Path) -> dict[str, str]:
+def checksums(folder: Path) -> dict[str, str]:
+    """Every file's SHA-256 below folder (by relative path) but the checksums file's own."""
     return {
         str(p.relative_to(folder)): file_digest(p)
         for p in sorted(folder.rglob("*"))
@@ -297,7 +298,7 @@ class Store:
         try:
             tmp.mkdir()
             fill(tmp)
-            _write_file(tmp / CHECKSUMS, json.dumps(_checksums(tmp), indent=1, sort_keys=True))
+            _write_file(tmp / CHECKSUMS, json.dumps(checksums(tmp), indent=1, sort_keys=True))
             final = self.path(key)
             if final.exists():
                 self._discard(final)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from . import environment
-from .cache import CHECKSUMS, _checksums, temp_folder
+from .cache import checksum_problem, temp_folder
 from .environment import VARIABLES
 from .errors import BuildError, CacheError, CatdogError, ConfigError, Interrupted, TrainingError
 from .plan import RunSpec
@@ -162,12 +162,9 @@ def unpack(data: bytes, dest: Path) -> None:
             source = tar.extractfile(member)
             assert source is not None  # a regular file
             target.write_bytes(source.read())
-    try:
-        recorded = json.loads((dest / CHECKSUMS).read_text())
-    except (OSError, ValueError) as exc:
-        raise CacheError(f"a trained entry has no readable {CHECKSUMS} ({exc})") from None
-    if _checksums(dest) != recorded:
-        raise CacheError("a trained entry's files differ from its checksums")
+    problem = checksum_problem(dest)
+    if problem is not None:
+        raise CacheError(f"a trained entry's files differ from its checksums ({problem})")
 
 
 def train(client: Any, jobs: list[RunSpec], settings: Any, dataset: Any, arrays: Any,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .cache import CHECKSUMS, checksum_problem, file_digest, write_error
+from .cache import CHECKSUMS, checksum_problem, checksums, file_digest, write_error
 from .errors import CacheError
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,6 @@ LABELS = {"epochs": "epochs", "batch_size": "batch size", "image_size": "image s
 def root(study_path: Path) -> Path:
     """The freeze folder of a study: frozen/ beside its study.yml."""
     return study_path.parent / FREEZE_DIR
-
-
-def _sums(folder: Path) -> dict[str, str]:
-    """Every file's SHA-256 but the checksums file's own."""
-    return {p.name: file_digest(p) for p in sorted(folder.iterdir())
-            if p.is_file() and p.name != CHECKSUMS}
 
 
 def _info(folder: Path) -> dict[str, Any] | None:
@@ -96,11 +90,6 @@ def key_for_memo(study_path: Path, memo: str) -> str | None:
     return None
 
 
-def has_weights(study_path: Path, key: str) -> bool:
-    """Whether the frozen run key holds its trained weights."""
-    return (root(study_path) / key / MODEL_FILE).is_file()
-
-
 def write(study_path: Path, entry: Path, info: Mapping[str, Any],
           with_weights: bool) -> bool:
     """Freeze one run from its run cache entry (or frozen) folder: its record, its weights
@@ -133,7 +122,7 @@ def write(study_path: Path, entry: Path, info: Mapping[str, Any],
         for name in files:
             shutil.copyfile(entry / name, tmp / name)
         (tmp / INFO_FILE).write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
-        (tmp / CHECKSUMS).write_text(json.dumps(_sums(tmp), indent=1, sort_keys=True) + "\n")
+        (tmp / CHECKSUMS).write_text(json.dumps(checksums(tmp), indent=1, sort_keys=True) + "\n")
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would be committed as is
         if target.exists():
             aside = base / f".old-{key[:12]}-{os.getpid()}"
