@@ -427,7 +427,8 @@ def _remote(settings: Settings, what: str, call: Any) -> Any:
 
 
 def _weights_at_hand(settings: Settings, key: str) -> bool:
-    """Whether the run key is at hand with its weights (else a child cannot start from it)."""
+    """False only when the run key is at hand without its trained weights (frozen without
+    them): a child cannot start from it, and its pages leave out what needs them."""
     found = entry_folder(settings, key)
     return found is None or (found[0] / MODEL_FILE).is_file()  # absent: load_parent says so
 
@@ -613,7 +614,7 @@ def key_for_memo(settings: Settings, memo: str) -> str | None:
 
 
 def remember(settings: Settings, memo: str, model: str, key: str) -> None:
-    """Record that the run of memo key memo has the run key key (a run trained elsewhere)."""
+    """Record that the run of memo key memo has the run key key."""
     write_atomic(_memo_path(settings, memo), json.dumps({"model": model, "key": key}))
 
 
@@ -642,11 +643,7 @@ def page_tokens(known: Mapping[str, str], settings: Settings) -> dict[str, str]:
     weights are not at hand (a freeze without them)."""
     from .handoff import page_token
 
-    out = {}
-    for run, key in known.items():
-        found = entry_folder(settings, key)
-        out[run] = page_token(key, found is None or (found[0] / MODEL_FILE).is_file())
-    return out
+    return {run: page_token(key, _weights_at_hand(settings, key)) for run, key in known.items()}
 
 
 def find_or_fit(spec: RunSpec, settings: Settings, dataset: Dataset, arrays: Any,
@@ -664,8 +661,7 @@ def find_or_fit(spec: RunSpec, settings: Settings, dataset: Dataset, arrays: Any
     else:
         run = fit(spec, settings, dataset, arrays(), weights, parent, stop, memo)
         if memo:
-            write_atomic(_memo_path(settings, memo),
-                         json.dumps({"model": spec.model, "key": run.record["key"]}))
+            remember(settings, memo, spec.model, run.record["key"])
     return ready_entry(spec, settings, dataset, run)
 
 
