@@ -107,6 +107,55 @@ def test_a_model_without_convolution_says_so() -> None:
     assert out.maps == {} and out.note == "it has no convolution layer"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["nested", "dag"])
+def test_maps_stored_with_a_run_are_the_maps_of_its_weights(kind: str, tmp_path: Any) -> None:
+    model = _trained(kind)
+    x, y, _ = _squares(40, seed=1)
+    x = x.astype("float32")
+    prob = np.asarray(model(x, training=False))
+    pred = prob.argmax(axis=1)
+    files = [f"test/{i}.jpg" for i in range(len(x))]
+    names = ["cats", "dogs"]
+    explain.store_maps(tmp_path, model, x, files, list(pred))
+    rows = pd.DataFrame({"file": files, "true": [names[i] for i in y],
+                         "predicted": [names[i] for i in pred],
+                         "probability": prob.max(axis=1)}).iloc[[7, 3, 30, 12]]
+    live = explain.explain(model, x[[7, 3, 30, 12]], rows, names)
+    kept = explain.stored(tmp_path, rows, names, (SIZE, SIZE))
+    assert kept is not None and kept.files == live.files and kept.note == live.note
+    assert kept.sizes == live.sizes and set(kept.maps) == set(live.maps) != set()
+    for label, maps in live.maps.items():  # the same maps, photo by photo, in the rows' order
+        np.testing.assert_allclose(kept.maps[label], maps, atol=1e-5)
+    other = rows.assign(predicted=[names[1 - names.index(p)] for p in rows["predicted"]])
+    assert explain.stored(tmp_path, other, names, (SIZE, SIZE)) is None  # another class
+    unknown = rows.assign(file=["test/elsewhere.jpg", *rows["file"][1:]])
+    assert explain.stored(tmp_path, unknown, names, (SIZE, SIZE)) is None
+    assert explain.stored(None, rows, names, (SIZE, SIZE)) is None
+
+
+def test_maps_of_another_version_or_damaged_are_not_used(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    meta = {"version": explain.version(), "files": ["a.jpg"], "classes": [1],
+            "labels": ["last convolution (c, 2x2)"], "skipped": "", "none": ""}
+    def write(meta: dict[str, Any]) -> None:
+        import json
+
+        np.savez_compressed(tmp_path / explain.MAPS_FILE,
+                            meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                            differs=np.array([True]), map0=np.ones((1, 2, 2), np.float32))
+    rows = pd.DataFrame({"file": ["a.jpg"], "true": ["cats"], "predicted": ["dogs"],
+                         "probability": [0.7]})
+    write(meta)
+    found = explain.stored(tmp_path, rows, ["cats", "dogs"], (8, 8))
+    assert found is not None and found.maps["last convolution (c, 2x2)"].shape == (1, 8, 8)
+    assert found.note == "on 1 of the 1 photos the model predicts another class than the one mapped"
+    write(meta | {"version": "an older explain.py"})
+    assert explain.stored(tmp_path, rows, ["cats", "dogs"], (8, 8)) is None
+    (tmp_path / explain.MAPS_FILE).write_bytes(b"PK\x03\x04 not a whole npz")
+    assert explain.stored(tmp_path, rows, ["cats", "dogs"], (8, 8)) is None
+
+
 def test_regions_of_a_known_map() -> None:
     heat = np.zeros((30, 30))
     heat[1:6, 1:6] = 1.0  # all the heat in the top-left ninth

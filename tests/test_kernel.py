@@ -92,3 +92,17 @@ def test_a_failure_without_a_signal_is_the_failure_and_the_next_batch_is_fresh()
         return 7
 
     assert kernel.run_batch(fine) == 7
+
+
+@pytest.mark.slow
+def test_a_page_kernel_runs_nicer_than_the_build(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from catdog_report import pages
+
+    path = Path(str(tmp_path)) / "p.md"
+    path.write_text("# Nice\n\n```python\nimport os\nprint('niceness', os.getpriority("
+                    "os.PRIO_PROCESS, 0))\n```\n")
+    page = pages.run_page(path, dict(os.environ))
+    want = min(19, os.getpriority(os.PRIO_PROCESS, 0) + kernel.PAGE_NICENESS)
+    assert f"niceness {want}" in page.markdown  # it yields the CPU to the training beside it

@@ -2,9 +2,10 @@ import dataclasses
 import json
 import zipfile
 
+import numpy as np
 import pytest
 
-from catdog_report import data, handoff, models, training
+from catdog_report import data, explain, handoff, models, tables, training
 from catdog_report.cache import digest
 from catdog_report.config import Settings
 from catdog_report.errors import Interrupted
@@ -99,9 +100,14 @@ def test_entry_is_data_not_code_and_loads_in_safe_mode(small: Settings) -> None:
     ds = data.scan(small, small.data_dir)
     run = _fit("model_one", small, ds, data.arrays(ds, small))
     files = sorted(p.name for p in run.folder.iterdir())
-    assert files == ["checksums.json", "model.keras", "record.json"]
+    assert files == ["checksums.json", "gradcam.npz", "model.keras", "record.json"]
     with zipfile.ZipFile(run.folder / "model.keras") as z:
         assert not [n for n in z.namelist() if n.endswith((".pkl", ".pickle", ".py"))]
+    with np.load(run.folder / "gradcam.npz", allow_pickle=False) as npz:  # arrays only
+        assert [npz[k].dtype.kind for k in sorted(npz.files)] == ["b", "f", "u"]
+    preds = tables.predictions(run.record)  # its pages take the maps of its test photos
+    maps = explain.stored(run.folder, preds, run.record["class_names"], (32, 32))
+    assert maps is not None and maps.files == list(ds.test.files) and maps.maps
     model = run.load_model()
     assert model.count_params() == run.record["params"]["total"]
 

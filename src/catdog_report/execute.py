@@ -49,17 +49,19 @@ def train(settings: Settings, dataset: data.Dataset, specs: Sequence[RunSpec],
 
 def train_runs(settings: Settings, dataset: data.Dataset, specs: Sequence[RunSpec],
                base: str | None, book: RunBook, on_ready: Callable[[str], Any],
-               stop: threading.Event, known: Mapping[str, str] | None = None) -> None:
+               stop: threading.Event, known: Mapping[str, str] | None = None,
+               decoded: Callable[[], Any] | None = None) -> None:
     """Find or train every run of specs (parents first), recording each in book and calling
     on_ready(run id) as it is ready; known: run id → key found by the memo, so TensorFlow
-    is imported only when a run is not known to be cached. Setting stop interrupts."""
+    is imported only when a run is not known to be cached; decoded: gives the decoded
+    images (default: data.arrays, called once a run trains). Setting stop interrupts."""
     import functools
 
     from .training import memo_keys
 
     known = known or {}
     memo = memo_keys(list(specs), settings, dataset)
-    arrays = functools.cache(lambda: data.arrays(dataset, settings))
+    arrays = functools.cache(decoded or (lambda: data.arrays(dataset, settings)))
     jobs: list[RunSpec] = []  # runs to train on the cluster
     for spec in specs:
         if stop.is_set():  # interrupted, or a page failed
@@ -196,11 +198,12 @@ async def _execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: 
 
     def train() -> None:
         try:
+            decoded = _decode_meanwhile(settings, dataset, plan)
             import_builders(settings, plan)
             loop.call_soon_threadsafe(_done, imported)
             train_runs(settings, dataset, plan.specs, base, book,
                        lambda run: loop.call_soon_threadsafe(_done, ready[run]), stop,
-                       plan.known)
+                       plan.known, decoded)
         except BaseException as exc:  # a waiting page gets an Exception, never the interrupt
             failure = exc if isinstance(exc, Exception) else BuildError("training stopped")
             for future in [imported, *ready.values()]:
@@ -219,6 +222,21 @@ async def _execute(settings: Settings, dataset: data.Dataset, plan: Plan, base: 
         if trainer:  # its exception is the interrupt itself: nothing more to report
             trainer.add_done_callback(lambda f: f.cancelled() or f.exception())
         raise
+
+
+def _decode_meanwhile(settings: Settings, dataset: data.Dataset,
+                      plan: Plan) -> Callable[[], Any] | None:
+    """Decode the images in another thread while TensorFlow and the builders import, when
+    a run trains here (decoding releases the GIL; the import mostly holds it): what
+    gives them (None: decoded when first needed, if ever)."""
+    if settings.cluster or not plan.to_train:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+        future = pool.submit(data.arrays, dataset, settings)
+        pool.shutdown(wait=False)
+    return future.result
 
 
 def _done(future: Any) -> None:

@@ -9,18 +9,24 @@ holds convolutions (a pretrained base), that model's output: the output of its l
 
 from __future__ import annotations
 
+import json
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .cache import file_digest
 
 CONV_TYPES = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Conv2DTranspose")
 REGIONS = (("top left", "top", "top right"), ("left", "centre", "right"),
            ("bottom left", "bottom", "bottom right"))
 CENTRE = 0.25  # the central box spans the middle half of each side: a quarter of the photo
 BATCH = 32
+MAPS_FILE = "gradcam.npz"  # a run entry's maps, written where it trains (store_maps)
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,24 @@ def gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
     layer's resolution; and a note naming the targets that could not be computed and the
     photos on which the model predicts another class than the one given (for the
     predictions of a run record: its weights did not load as they were trained)."""
+    maps, skipped, differs = _gradcam(model, images, classes, targets)
+    return maps, _note(skipped, differs)
+
+
+def _note(skipped: str, differs: np.ndarray) -> str:
+    """The note of some maps: the targets left out, and on how many of the photos the
+    model predicts another class than the one mapped."""
+    differ = int(np.count_nonzero(differs))
+    return "; ".join(n for n in (skipped, f"on {differ} of the {len(differs)} photos the model "
+                                          "predicts another class than the one mapped"
+                                 if differ else "") if n)
+
+
+def _gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
+             targets: Sequence[Target] | None = None
+             ) -> tuple[dict[str, np.ndarray], str, np.ndarray]:
+    """gradcam's maps, the note on the targets left out, and per photo whether the model
+    predicts another class than the one mapped."""
     import keras
     import tensorflow as tf
 
@@ -150,7 +174,7 @@ def gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
     x = np.asarray(images, dtype=np.float32)
     cls = np.asarray(classes, dtype=np.int64)
     if not targets or len(x) == 0:
-        return {}, ""
+        return {}, "", np.zeros(len(x), bool)
     note = ""
     chain = _is_chain(model, x[:1])
     if not chain and any(t.nested for t in targets):
@@ -159,7 +183,7 @@ def gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
                 "model is not a chain of layers, so a nested model's output cannot be reached")
         targets = [t for t in targets if not t.nested]
     out: dict[str, list[np.ndarray]] = {t.label: [] for t in targets}
-    grad_model, differ = None, 0
+    grad_model, differs = None, []
     if not chain:
         grad_model = keras.Model(model.inputs, [model.get_layer(t.layer).output for t in targets]
                                  + [model.outputs[0]])
@@ -176,11 +200,9 @@ def gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
         grads = tape.gradient(chosen, acts)
         for t, a, g in zip(targets, acts, grads, strict=True):
             out[t.label].append(_cam(a, g))
-        differ += int((np.asarray(scores).argmax(axis=1) != cls[start:start + BATCH]).sum())
-    if differ:  # the maps explain the given classes; say when the model predicts others
-        note = "; ".join(n for n in (note, f"on {differ} of the {len(x)} photos the model "
-                                           "predicts another class than the one mapped") if n)
-    return {label: np.concatenate(maps) for label, maps in out.items()}, note
+        differs.append(np.asarray(scores).argmax(axis=1) != cls[start:start + BATCH])
+    return ({label: np.concatenate(maps) for label, maps in out.items()}, note,
+            np.concatenate(differs))
 
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -199,17 +221,74 @@ def explain(model: Any, images: np.ndarray, predictions: pd.DataFrame,
     `predictions` has one row per photo: file, true, predicted, probability (as
     tables.predictions gives them)."""
     rows = predictions.reset_index(drop=True)
-    base = {"files": list(rows["file"]), "true": list(rows["true"]),
+    if not conv_targets(model):
+        return Explanation(**_base(rows), note="it has no convolution layer")
+    classes = [list(class_names).index(p) for p in rows["predicted"]]
+    maps, skipped, differs = _gradcam(model, np.asarray(images), classes)
+    return _explanation(rows, maps, _note(skipped, differs), tuple(np.asarray(images).shape[1:3]))
+
+
+def _base(rows: pd.DataFrame) -> dict[str, Any]:
+    return {"files": list(rows["file"]), "true": list(rows["true"]),
             "predicted": list(rows["predicted"]),
             "confidence": [float(p) for p in rows["probability"]]}
-    targets = conv_targets(model)
-    if not targets:
-        return Explanation(**base, note="it has no convolution layer")
-    classes = [list(class_names).index(p) for p in rows["predicted"]]
-    maps, note = gradcam(model, np.asarray(images), classes, targets)
-    size = tuple(np.asarray(images).shape[1:3])
-    return Explanation(**base, maps={k: upsample(v, size) for k, v in maps.items()},  # type: ignore[arg-type]
+
+
+def _explanation(rows: pd.DataFrame, maps: Mapping[str, np.ndarray], note: str,
+                 size: tuple[int, ...]) -> Explanation:
+    """An Explanation of the prediction rows from maps at their layers' resolution."""
+    return Explanation(**_base(rows), maps={k: upsample(v, size) for k, v in maps.items()},  # type: ignore[arg-type]
                        note=note, sizes={k: (v.shape[1], v.shape[2]) for k, v in maps.items()})
+
+
+def version() -> str:
+    """A digest of this module's source: maps stored by another version are not used."""
+    return file_digest(Path(__file__))
+
+
+def store_maps(folder: Path, model: Any, images: np.ndarray, files: Sequence[str],
+               classes: Sequence[int]) -> None:
+    """Compute the Grad-CAM maps of the given class (a run's predicted class) on every photo
+    and write them to folder/MAPS_FILE (a run entry being written: the training process
+    has the model and TensorFlow at hand, so its pages need neither)."""
+    targets = conv_targets(model)
+    maps, skipped, differs = (_gradcam(model, images, classes, targets) if targets
+                              else ({}, "", np.zeros(len(files), bool)))
+    meta = {"version": version(), "files": list(files), "classes": [int(c) for c in classes],
+            "labels": list(maps), "skipped": skipped,
+            "none": "" if targets else "it has no convolution layer"}
+    arrays = {f"map{i}": np.asarray(m, np.float32) for i, m in enumerate(maps.values())}
+    with open(folder / MAPS_FILE, "wb") as out:
+        np.savez_compressed(out, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                            differs=np.asarray(differs, bool), **arrays)
+
+
+def stored(folder: Path | None, rows: pd.DataFrame, class_names: Sequence[str],
+           size: tuple[int, int]) -> Explanation | None:
+    """The Explanation of the prediction rows from the maps stored with a run (store_maps);
+    None when it has none, they come from another version of this module, or they do not
+    map these rows' predicted classes (then the caller computes them from the weights)."""
+    path = folder / MAPS_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(npz["meta"].tobytes())
+            if meta.get("version") != version():
+                return None
+            index = {f: i for i, f in enumerate(meta["files"])}
+            rows = rows.reset_index(drop=True)
+            at = [index[f] for f in rows["file"]]
+            if [meta["classes"][i] for i in at] != [list(class_names).index(p)
+                                                    for p in rows["predicted"]]:
+                return None
+            maps = {label: npz[f"map{i}"][at] for i, label in enumerate(meta["labels"])}
+            differs = npz["differs"][at]
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile):
+        return None  # unreadable or not of these photos: computed from the weights instead
+    if meta["none"]:
+        return Explanation(**_base(rows), note=meta["none"])
+    return _explanation(rows, maps, _note(meta["skipped"], differs), size)
 
 
 def grid_shares(heat: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ _ACTIVE: set[Any] = set()  # kernel managers with a running kernel
 _INTERRUPTED = threading.Event()  # a signal stopped the batch (kernel.py's own: see run_batch)
 STOPPED = threading.Event()  # the build failed and stops the pages still running
 T = TypeVar("T")
+PAGE_NICENESS = 10  # page kernels run this much nicer than the build (_yield_to_training)
 
 
 _ROOT: list[Any] = []  # the task a signal cancels: the whole batch of pages
@@ -186,6 +187,7 @@ async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int | None
             finally:
                 os.close(write_fd)
             _ACTIVE.add(km)
+            _yield_to_training(km)
             threading.Thread(target=_relay, args=(read_fd, log_file), daemon=True).start()
             try:
                 await client.async_execute()
@@ -200,6 +202,16 @@ async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int | None
 _QUIET = logging.getLogger(__name__ + ".nbclient")
 _QUIET.setLevel(logging.CRITICAL)  # nbclient's own error lines repeat what PageError says
 PROGRESS_PREFIX = "    "  # what notebook.py's kernel-side log lines start with
+
+
+def _yield_to_training(km: Any) -> None:
+    """Run the kernel at PAGE_NICENESS: a page drawing figures beside a fit on a 2-core
+    machine slowed the fit, which the last pages wait for; a page still gets every core
+    nothing else wants."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    with contextlib.suppress(OSError, AttributeError):  # gone already, or not allowed
+        niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + PAGE_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, process.pid, niceness)  # type: ignore[union-attr]
 
 
 def _relay(fd: int, log_file: Path | None) -> None:

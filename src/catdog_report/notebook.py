@@ -322,8 +322,13 @@ NO_WEIGHTS = ("its run came from the freeze without its trained weights (`catdog
 
 
 def _maps_of(st: Study, run: Run, rows: pd.DataFrame) -> xai.Explanation:
-    """The Grad-CAM maps of one run over the given prediction rows (its cached weights);
-    none, with a note saying why, for a run frozen without its weights."""
+    """The Grad-CAM maps of one run over the given prediction rows: those stored with the
+    run where it trained, else computed from its cached weights; none, with a note saying
+    why, for a run frozen without either."""
+    size = (st.settings.image_size, st.settings.image_size)
+    found = xai.stored(run.folder, rows, run.record["class_names"], size)
+    if found is not None:
+        return found
     if run.folder is not None and not run.has_weights:
         rows = rows.reset_index(drop=True)
         return xai.Explanation(list(rows["file"]), list(rows["true"]), list(rows["predicted"]),

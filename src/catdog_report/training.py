@@ -343,11 +343,13 @@ def _train(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
     hist = model.fit(ds["train"], validation_data=ds["validation"], epochs=epochs, verbose=0,
                      callbacks=[epoch_log], shuffle=False)  # the pipeline shuffles
     seconds = time.perf_counter() - t0
-    test_loss, test_acc = model.evaluate(ds["test"], verbose=0)
-    logits = model.predict(ds["test"], verbose=0)
+    logits, test_loss, test_acc = test_scores(model, arrays["test"], settings.batch_size)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
+    rounded = [[round(float(p), 6) for p in row] for row in probs]
     model.save(folder / MODEL_FILE)
+    _store_maps(model, spec, folder, arrays["test"][0], dataset.test.files,
+                np.asarray(rounded).argmax(axis=1))
     record = {
         "model": name,
         "key": digest(parts),
@@ -368,7 +370,7 @@ def _train(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
         "predictions": {
             "files": list(dataset.test.files),
             "true": [int(y) for y in dataset.test.labels],
-            "prob": [[round(float(p), 6) for p in row] for row in probs],
+            "prob": rounded,
         },
         "class_names": list(dataset.class_names),
         "train_seconds": round(seconds, 2),
@@ -378,6 +380,40 @@ def _train(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
         "environment": environment(),
     }
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=1))
+
+
+def test_scores(model: Any, test: tuple[np.ndarray, np.ndarray],
+                batch_size: int) -> tuple[np.ndarray, float, float]:
+    """The model's logits on the test split, its compiled loss on them and its accuracy
+    (argmax against the label), from eager calls batch by batch: evaluate() and predict()
+    each traced a graph for this one pass, about 0.5 s per model."""
+    import keras
+
+    x, y = test
+    logits = np.concatenate([
+        np.asarray(model(x[i:i + batch_size].astype(np.float32), training=False), np.float32)
+        for i in range(0, len(x), batch_size)])
+    per_photo = keras.ops.convert_to_numpy(keras.losses.get(model.loss)(y, logits))
+    return logits, float(np.mean(per_photo)), float(np.mean(logits.argmax(axis=1) == y))
+
+
+def _store_maps(model: Any, spec: RunSpec, folder: Path, images: np.ndarray,
+                files: Sequence[str], classes: np.ndarray) -> None:
+    """The run's Grad-CAM maps of its predicted classes on every test photo, computed here
+    where the model is at hand (its pages then need no TensorFlow); a model they cannot be
+    computed for is left to its pages, which say why."""
+    from . import explain
+
+    t0 = time.perf_counter()
+    try:
+        explain.store_maps(folder, model, images, files, [int(c) for c in classes])
+    except Exception as exc:  # noqa: BLE001 - the pages compute them and report the error
+        log.warning("%s: Grad-CAM maps not stored with the run (%s: %s); its pages compute "
+                    "them", spec.id, type(exc).__name__, exc)
+        (folder / explain.MAPS_FILE).unlink(missing_ok=True)
+        return
+    log.debug("%s: Grad-CAM maps of %d test photos stored in %.1f s", spec.id, len(files),
+              time.perf_counter() - t0)
 
 
 def load_run(folder: Path, cached: bool = True, source: str | None = None) -> Run:
