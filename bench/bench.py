@@ -63,7 +63,13 @@ from harness import (  # noqa: E402
     run_measured,
     run_probe,
 )
-from numbers_ import median, report, summarise_precision, summarise_throughput  # noqa: E402
+from numbers_ import (  # noqa: E402
+    median,
+    report,
+    report_full,
+    summarise_precision,
+    summarise_throughput,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,7 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "images when neither holds the data)")
     p.add_argument("--weights", type=Path, help="MobileNetV2 no-top .h5 (default CATDOG_WEIGHTS, "
                    "else ../shared/weights/*.h5, else Keras's cache)")
-    p.add_argument("--pairs", type=int, default=3, help="cold build / plain script pairs")
+    p.add_argument("--pairs", type=int, help="cold build / plain script pairs (default 3 on "
+                   "the quick profile, 1 on the full one)")
+    p.add_argument("--profile", choices=("quick", "full"), default="quick",
+                   help="full: one cold pair on the full profile only (about an hour on 2 "
+                   "cores: no probe, rebuilds, precision or parallel runs)")
     p.add_argument("--smoke", action="store_true", help="tiny end-to-end check (a few minutes)")
     p.add_argument("--precision-seeds", type=int, default=3,
                    help="seeds per model for the float32 vs bf16 accuracy comparison")
@@ -86,8 +96,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="results JSON (default bench/results.json, "
                    "bench/results-smoke.json with --smoke)")
     args = p.parse_args(argv)
+    if args.pairs is None:
+        args.pairs = 3 if args.profile == "quick" else 1
     if args.smoke:
         args.pairs = 1
+        args.profile = "quick"
     if args.pairs < 1:
         p.error("--pairs must be at least 1")
     if args.out is None:
@@ -147,12 +160,12 @@ def find_weights(args: argparse.Namespace) -> Path:
     return Path(path).resolve()
 
 
-def split_files(root: Path, work: Path) -> tuple[Any, Path]:
-    """The quick profile's exact splits, and a folder of symlinks to them for the plain script."""
+def split_files(root: Path, work: Path, profile: str = "quick") -> tuple[Any, Path]:
+    """The profile's exact splits, and a folder of symlinks to them for the plain script."""
     from catdog_report import data
     from catdog_report.config import Settings
 
-    settings = Settings(profile="quick", project_dir=work, study_file=REPO / "study.yml",
+    settings = Settings(profile=profile, project_dir=work, study_file=REPO / "study.yml",
                         data_dir=root,
                         cache_dir=work / "scan-cache", seed=SEED, image_size=IMAGE_SIZE,
                         batch_size=BATCH_SIZE)
@@ -203,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         args.work_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="catdog-bench-", dir=args.work_dir))
     logs = work / "logs"
-    epochs = {m: 1 for m in MODEL_NAMES} if args.smoke else dict(QUICK_EPOCHS)
+    epochs = ({m: 1 for m in MODEL_NAMES} if args.smoke else dict(QUICK_EPOCHS)
+              if args.profile == "quick" else {m: STUDY.epochs(m, "full") for m in MODEL_NAMES})
+    full = args.profile == "full"
     overrides = dict(epochs) if args.smoke else {}  # full: the quick profile's own epochs
     est = (args.pairs * (90 + 60) + 40 + 5 + 30 + 120) / 60
     say(f"mode {'smoke' if args.smoke else 'full'}, {args.pairs} pair(s); work folder {work}")
@@ -229,17 +244,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data_root, source = find_data(args, work)
         weights = find_weights(args)
-        dataset, links = split_files(data_root, work)
+        dataset, links = split_files(data_root, work, args.profile)
         res["data"] = {"source": source, "root": str(data_root), "manifest": dataset.manifest,
                        **{s: len(v) for s, v in dataset.splits.items()}}
         res["weights"] = str(weights)
         say(f"data: {source}; train {len(dataset.train)}, validation "
             f"{len(dataset.validation)}, test {len(dataset.test)}; weights {weights.name}")
 
-        say("probe: matmul peak and FLOPs per model")
-        res["probe"] = run_probe(args.smoke, logs)
-        say(f"probe: matmul best {res['probe']['matmul']['gflops_best']:.1f} GFLOP/s "
-            f"({res['probe']['wall_s']:.0f} s)")
+        if not full:
+            say("probe: matmul peak and FLOPs per model")
+            res["probe"] = run_probe(args.smoke, logs)
+            say(f"probe: matmul best {res['probe']['matmul']['gflops_best']:.1f} GFLOP/s "
+                f"({res['probe']['wall_s']:.0f} s)")
 
         plain_cmd = [sys.executable, str(BENCH / "plain_walkthrough.py"), "--data", str(links),
                      "--weights", str(weights), "--epochs", json.dumps(epochs),
@@ -269,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                     fresh_project(project)
                     cache.mkdir()
                     r = run_measured(label, catdog_cmd(data_root, weights, cache, project,
-                                                       overrides), logs)
+                                                       overrides, profile=args.profile), logs)
                     if r["rc"] != 0:
                         raise RuntimeError("catdog-report build failed:\n"
                                            + "\n".join(r["stderr_tail"]))
@@ -298,11 +314,11 @@ def main(argv: list[str] | None = None) -> int:
             "pages_executed": len(last["pages_executed"]),
             "models_trained": ", ".join(last["models_trained"]) or "none",
         }
-        res["throughput"] = summarise_throughput(res["probe"], pairs)
-
+        if not full:
+            res["throughput"] = summarise_throughput(res["probe"], pairs)
         rebuilds: dict[str, Any] = {}
         res["rebuilds"] = rebuilds
-        steps = [("warm", overrides, None),
+        steps = [] if full else [("warm", overrides, None),
                  ("prose", overrides, project / "content" / "model-two.md"),
                  ("epochs", {**overrides, CHANGED_EPOCHS[0]: CHANGED_EPOCHS[1]}, None)]
         if library_digest() != res["library_digest_start"]:
@@ -324,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{label}: {r['wall_s']:.1f} s; pages executed: "
                 f"{', '.join(r['pages_executed']) or 'none'}; models trained: "
                 f"{', '.join(r['models_trained']) or 'none'}")
-        if not args.no_precision:
+        if not (args.no_precision or full):
             res["precision_seeds"] = args.precision_seeds
             for precision in ("float32", "bf16"):
                 label = f"precision {precision}"
@@ -338,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{label}: {r['wall_s']:.1f} s" + (f" (FAILED: {r['stderr_tail'][-1]})"
                                                        if r["rc"] else ""))
             res["precision"] = summarise_precision(read_records(cache), args.precision_seeds)
-        if not args.no_parallel:
+        if not (args.no_parallel or full):
             say("parallel: every model one by one, then in 2 worker processes (fresh caches)")
             r = run_measured("parallel", [sys.executable, str(BENCH / "parallel.py"),
                                           "--data-dir", str(data_root), "--weights",
@@ -359,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     res["machine"]["loadavg_end"] = os.getloadavg()
     res["bench_seconds"] = round(time.perf_counter() - T0, 1)
     args.out.write_text(json.dumps(res, indent=1, default=str))
-    print(report(res), flush=True)
+    print(report(res) if not full else report_full(res), flush=True)
     if args.keep:
         say(f"kept {work}")
     else:

@@ -136,9 +136,9 @@ def parse_build_log(text: str) -> dict[str, Any]:
 
 
 def catdog_cmd(data_root: Path, weights: Path, cache: Path, project: Path,
-               epochs: dict[str, int], *extra: str) -> list[str]:
+               epochs: dict[str, int], *extra: str, profile: str = "quick") -> list[str]:
     """`catdog-report build --profile quick ...` (through bench/run_build.py)."""
-    cmd = [sys.executable, str(BENCH / "run_build.py"), "build", "--profile", "quick",
+    cmd = [sys.executable, str(BENCH / "run_build.py"), "build", "--profile", profile,
            "--data-dir", str(data_root), "--weights", str(weights), "--cache-dir", str(cache),
            "--project", str(project), "--image-size", str(IMAGE_SIZE),
            "--batch-size", str(BATCH_SIZE), "--seed", str(SEED), *extra]

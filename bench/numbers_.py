@@ -125,6 +125,29 @@ def pages_text(executed: list[str], total: int) -> str:
     return ", ".join(executed)
 
 
+def report_full(res: dict[str, Any]) -> str:
+    """The plain-text summary of a full-profile run (one cold pair, nothing else)."""
+    m, cold = res["machine"], res["cold"]
+    lines = ["", f"catdog-report benchmark, full profile, {res['started']}",
+             f"machine: {m['cpu']}; {m['cores']} cores, {m['memory_gb']} GB",
+             f"data: {res['data']['source']}; train {res['data']['train']}, validation "
+             f"{res['data']['validation']}, test {res['data']['test']} images",
+             f"epochs: {res['epochs']}", "",
+             "Cold build (empty caches, fresh project copy) vs plain script, full profile"]
+    for i, pair in enumerate(res["pairs"], 1):
+        lines.append(f"   pair {i} ({pair['order']}): plain {pair['plain']['wall_s']:.1f} s, "
+                     f"catdog {pair['catdog']['wall_s']:.1f} s, ratio {pair['ratio']:.3f}x")
+    lines.append(f"   ratio {cold['ratio_median']:.3f}x (target <= {TARGET_RATIO}x: "
+                 f"{verdict(cold['ratio_median'] <= TARGET_RATIO)})")
+    for pair in res["pairs"]:
+        for rec in pair.get("records", []):
+            plain = next((r for r in pair["plain_runs"] if r["model"] == rec["model"]), {})
+            lines.append(f"   {rec['model']}: {rec['epochs']} epochs, catdog fit "
+                         f"{rec['train_seconds']:.1f} s, plain fit "
+                         f"{plain.get('train_seconds', float('nan')):.1f} s")
+    return "\n".join(lines)
+
+
 def report(res: dict[str, Any]) -> str:
     """The plain-text table."""
     m, probe = res["machine"], res["probe"]
