@@ -40,6 +40,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules
 
+from budget import (  # noqa: E402
+    BUDGET_MINUTES,
+    PROBE_SECONDS,
+    REBUILD_SECONDS,
+    SECTIONS,
+    Budget,
+    fit_seconds,
+    pair_seconds,
+)
 from constants import (  # noqa: E402
     BATCH_SIZE,
     BENCH,
@@ -62,6 +71,7 @@ from harness import (  # noqa: E402
     read_records,
     run_measured,
     run_probe,
+    timeline,
 )
 from numbers_ import (  # noqa: E402
     median,
@@ -86,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="full: one cold pair on the full profile only (about an hour on 2 "
                    "cores: no probe, rebuilds, precision or parallel runs)")
     p.add_argument("--smoke", action="store_true", help="tiny end-to-end check (a few minutes)")
+    p.add_argument("--budget", type=float, default=BUDGET_MINUTES,
+                   help="minutes the benchmark may take (default %(default)s): it says its plan "
+                   "up front, and a section that would run past the budget is shortened or "
+                   "skipped, and reported as such")
+    p.add_argument("--only", help="comma-separated sections to run (of "
+                   f"{', '.join(SECTIONS)}); cold is always run")
     p.add_argument("--precision-seeds", type=int, default=3,
                    help="seeds per model for the float32 vs bf16 accuracy comparison")
     p.add_argument("--no-precision", action="store_true", help="skip the bf16 comparison")
@@ -103,6 +119,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.profile = "quick"
     if args.pairs < 1:
         p.error("--pairs must be at least 1")
+    only = set((args.only or ",".join(SECTIONS)).split(",")) | {"cold"}
+    if only - set(SECTIONS):
+        p.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}; "
+                f"choose among {', '.join(SECTIONS)}")
+    if args.profile == "full":
+        only = {"cold"}
+    args.sections = only
     if args.out is None:
         args.out = BENCH / ("results-smoke.json" if args.smoke else "results.json")
     return args
@@ -220,13 +243,10 @@ def main(argv: list[str] | None = None) -> int:
               if args.profile == "quick" else {m: STUDY.epochs(m, "full") for m in MODEL_NAMES})
     full = args.profile == "full"
     overrides = dict(epochs) if args.smoke else {}  # full: the quick profile's own epochs
-    est = (args.pairs * (90 + 60) + 40 + 5 + 30 + 120) / 60
-    say(f"mode {'smoke' if args.smoke else 'full'}, {args.pairs} pair(s); work folder {work}")
-    if args.smoke:
-        say("time budget: a few minutes (tiny data, 1 epoch per model, 512x512 matmul)")
-    else:
-        say(f"time budget on 2 idle cores: ~{est:.0f} min ({args.pairs} x (~90 s cold build + "
-            "~60 s plain script), ~40 s peak/FLOPs, ~3 min of rebuilds)")
+    budget = Budget(args.budget * 60, T0)
+    say(f"mode {'smoke' if args.smoke else 'full'}, profile {args.profile}, {args.pairs} "
+        f"pair(s); work folder {work}")
+    say(budget.plan(args.sections, args.pairs, args.profile))
     try:
         import psutil
 
@@ -251,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"data: {source}; train {len(dataset.train)}, validation "
             f"{len(dataset.validation)}, test {len(dataset.test)}; weights {weights.name}")
 
-        if not full:
+        if "probe" in args.sections and budget.allows("probe", PROBE_SECONDS):
             say("probe: matmul peak and FLOPs per model")
             res["probe"] = run_probe(args.smoke, logs)
             say(f"probe: matmul best {res['probe']['matmul']['gflops_best']:.1f} GFLOP/s "
@@ -265,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         memory: list[dict[str, Any]] = []
         res["pairs"], res["memory"] = pairs, memory
         for i in range(args.pairs):
+            if i and not budget.allows(f"cold pair {i + 1}", pair_seconds(pairs)):
+                break
             order = ("plain", "catdog") if i % 2 == 0 else ("catdog", "plain")
             pair: dict[str, Any] = {"order": " then ".join(order)}
             cache, project = work / f"cache-{i + 1}", work / f"project-{i + 1}"
@@ -290,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         raise RuntimeError("catdog-report build failed:\n"
                                            + "\n".join(r["stderr_tail"]))
                     r |= parse_build_log(r["_stderr"])
+                    r["timeline"] = timeline(r["_stamped"], r["wall_s"])
                     pair["records"] = read_records(cache)
                 pair[kind] = strip(r)
                 memory.append(strip(r))
@@ -299,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             pair["ratio_without_plain_figures"] = round(pair["catdog"]["wall_s"] / fit_only, 3)
             pairs.append(pair)
             say(f"pair {i + 1}: ratio catdog/plain {pair['ratio']:.2f}x")
-            if i + 1 < args.pairs:  # keep only the last pair's cache for the rebuilds
+            if i + 1 < args.pairs and budget.left() > pair_seconds(pairs) + REBUILD_SECONDS:
                 shutil.rmtree(cache, ignore_errors=True)
                 shutil.rmtree(project, ignore_errors=True)
         last = pairs[-1]["catdog"]
@@ -313,12 +336,14 @@ def main(argv: list[str] | None = None) -> int:
             "catdog_wall_median": median([p["catdog"]["wall_s"] for p in pairs]),
             "pages_executed": len(last["pages_executed"]),
             "models_trained": ", ".join(last["models_trained"]) or "none",
+            "timeline": last["timeline"],  # the last pair's cold build
         }
-        if not full:
+        if res.get("probe"):
             res["throughput"] = summarise_throughput(res["probe"], pairs)
         rebuilds: dict[str, Any] = {}
         res["rebuilds"] = rebuilds
-        steps = [] if full else [("warm", overrides, None),
+        rebuilding = "rebuilds" in args.sections and budget.allows("rebuilds", REBUILD_SECONDS)
+        steps = [] if not rebuilding else [("warm", overrides, None),
                  ("prose", overrides, project / "content" / "model-two.md"),
                  ("epochs", {**overrides, CHANGED_EPOCHS[0]: CHANGED_EPOCHS[1]}, None)]
         if library_digest() != res["library_digest_start"]:
@@ -340,7 +365,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{label}: {r['wall_s']:.1f} s; pages executed: "
                 f"{', '.join(r['pages_executed']) or 'none'}; models trained: "
                 f"{', '.join(r['models_trained']) or 'none'}")
-        if not (args.no_precision or full):
+        seeds = budget.seeds_for_precision(args.precision_seeds, pairs) \
+            if "precision" in args.sections and not args.no_precision else 0
+        if seeds:
+            args.precision_seeds = seeds
             res["precision_seeds"] = args.precision_seeds
             for precision in ("float32", "bf16"):
                 label = f"precision {precision}"
@@ -354,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{label}: {r['wall_s']:.1f} s" + (f" (FAILED: {r['stderr_tail'][-1]})"
                                                        if r["rc"] else ""))
             res["precision"] = summarise_precision(read_records(cache), args.precision_seeds)
-        if not (args.no_parallel or full):
+        if "parallel" in args.sections and not args.no_parallel and budget.allows(
+                "parallel", 2 * fit_seconds(pairs) + 30):
             say("parallel: every model one by one, then in 2 worker processes (fresh caches)")
             r = run_measured("parallel", [sys.executable, str(BENCH / "parallel.py"),
                                           "--data-dir", str(data_root), "--weights",
@@ -374,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     res["machine"]["loadavg_end"] = os.getloadavg()
     res["bench_seconds"] = round(time.perf_counter() - T0, 1)
+    res["budget"] = {"minutes": args.budget, "skipped": budget.skipped,
+                     "within": res["bench_seconds"] <= args.budget * 60}
     args.out.write_text(json.dumps(res, indent=1, default=str))
     print(report(res) if not full else report_full(res), flush=True)
     if args.keep:

@@ -22,7 +22,8 @@ TIME_BIN = Path("/usr/bin/time")
 SAMPLE_SECONDS = 0.2
 TARGET_RATIO = 0.8
 TARGET_MODEL_ONE_PEAK = 0.60
-TARGET_WARM_SECONDS = 5.0
+TARGET_WARM_SECONDS = 0.5
+TARGET_PROSE_SECONDS = 2.0
 CHANGED_EPOCHS = (MODEL_NAMES[min(2, len(MODEL_NAMES) - 1)], 3)  # the third model's epochs
 
 PAGE_RE = re.compile(r"^\s*\[(\d+)/(\d+)\] ([\w.-]+): (executing|cached|executed in)", re.M)

@@ -11,6 +11,7 @@ from constants import (
     IMAGE_SIZE,
     MODEL_NAMES,
     TARGET_MODEL_ONE_PEAK,
+    TARGET_PROSE_SECONDS,
     TARGET_RATIO,
     TARGET_WARM_SECONDS,
 )
@@ -125,6 +126,46 @@ def pages_text(executed: list[str], total: int) -> str:
     return ", ".join(executed)
 
 
+def stages(events: list[dict[str, Any]]) -> list[tuple[float, float, str]]:
+    """A cold build's timeline (harness.timeline) as stages: (start, end, what), in order of
+    start: start-up and scan, planning, TensorFlow and the builders before the first fit,
+    each fit, each page kernel, the pages after the last fit, docs and MkDocs, the exit."""
+    at: dict[str, float] = {}
+    for e in events:
+        at.setdefault(e["event"], e["t"])
+    out: list[tuple[float, float, str]] = []
+
+    def span(a: str, b: str, what: str) -> None:
+        if a in at and b in at:
+            out.append((at[a], at[b], what))
+
+    span("process starts", "data scanned", "start-up, imports and the data scan")
+    span("data scanned", "planned", "the plan (run cache look-ups, page parsing)")
+    fits = [e["event"][len("fit starts "):] for e in events if e["event"].startswith("fit starts")]
+    pages = [e["event"][len("page starts "):] for e in events
+             if e["event"].startswith("page starts")]
+    if fits:
+        span("planned", f"fit starts {fits[0]}", "TensorFlow, the builders, the decoded images")
+    for name in fits:
+        span(f"fit starts {name}", f"fit ends {name}", f"fit {name} (and its test scores, maps)")
+    for name in pages:
+        span(f"page starts {name}", f"page ends {name}", f"page kernel {name}")
+    ends = [at[f"page ends {n}"] for n in pages if f"page ends {n}" in at]
+    last_fit = max((at[f"fit ends {n}"] for n in fits if f"fit ends {n}" in at), default=None)
+    if ends and last_fit is not None:
+        out.append((last_fit, max(ends), "pages still running after the last fit"))
+    if ends:
+        at["last page ends"] = max(ends)
+        span("last page ends", "site published", "docs and MkDocs")
+    span("site published", "process ends", "exit")
+    return sorted(out)
+
+
+def timeline_lines(events: list[dict[str, Any]]) -> list[str]:
+    """The stages of a cold build, one line each: start, end, seconds, what."""
+    return [f"   {a:7.1f} {b:7.1f} {b - a:7.1f}  {what}" for a, b, what in stages(events)]
+
+
 def report_full(res: dict[str, Any]) -> str:
     """The plain-text summary of a full-profile run (one cold pair, nothing else)."""
     m, cold = res["machine"], res["cold"]
@@ -148,41 +189,10 @@ def report_full(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def report(res: dict[str, Any]) -> str:
-    """The plain-text table."""
-    m, probe = res["machine"], res["probe"]
-    load_start = ", ".join(f"{x:.2f}" for x in m["loadavg_start"])
-    load_end = ", ".join(f"{x:.2f}" for x in m.get("loadavg_end", ()))
+def _probe_lines(res: dict[str, Any]) -> list[str]:
+    """Sections 2 and 3: the machine peak and the training throughput."""
+    probe = res["probe"]
     lines = [
-        "",
-        f"catdog-report benchmark ({res['mode']}), {res['started']}",
-        f"machine: {m['cpu']}; {m['cores']} cores ({m['cores_usable']} usable), "
-        f"{m['memory_gb']} GB; load average at start {load_start}, at end {load_end}",
-        f"software: Python {probe['python']}, TensorFlow {probe['tensorflow']}, Keras "
-        f"{probe['keras']}; TF threads intra {probe['intra_op_threads']} / inter "
-        f"{probe['inter_op_threads']} (0 = TF default)",
-        f"data: {res['data']['source']}; train {res['data']['train']}, validation "
-        f"{res['data']['validation']}, test {res['data']['test']} images",
-        f"weights: {res['weights']}",
-        f"epochs (one, two, three, four): {', '.join(str(v) for v in res['epochs'].values())}; "
-        f"image size {IMAGE_SIZE}, batch {BATCH_SIZE}",
-        "",
-        "1. Cold build (empty caches, fresh project copy) vs plain script",
-        f"   {'pair':<5}{'order':<16}{'plain s':>9}{'catdog s':>10}{'ratio':>8}",
-    ]
-    for i, pair in enumerate(res["pairs"], 1):
-        lines.append(f"   {i:<5}{pair['order']:<16}{pair['plain']['wall_s']:>9.1f}"
-                     f"{pair['catdog']['wall_s']:>10.1f}{pair['ratio']:>7.2f}x")
-    cold = res["cold"]
-    lines += [
-        f"   {'median':<21}{cold['plain_wall_median']:>9.1f}{cold['catdog_wall_median']:>10.1f}"
-        f"{cold['ratio_median']:>7.2f}x   target <= {TARGET_RATIO}x: "
-        f"{verdict(cold['ratio_median'] <= TARGET_RATIO)}",
-        f"   the plain script's figures took {cold['plain_figures_seconds_median']:.1f} s "
-        f"(median); without them the ratio is {cold['ratio_without_plain_figures_median']:.2f}x",
-        f"   cold build pages executed: {cold['pages_executed']}; models trained: "
-        f"{cold['models_trained']}",
-        "",
         f"2. Machine peak: fp32 tf.linalg.matmul {probe['matmul']['n']}x{probe['matmul']['n']}, "
         f"{probe['matmul']['repeats']} timed after 2 warm-up: best "
         f"{probe['matmul']['gflops_best']:.1f} GFLOP/s, median "
@@ -232,6 +242,12 @@ def report(res: dict[str, Any]) -> str:
     for st in probe.get("model_one_stages", []):
         rate = f"{st['gflops']:6.1f} GFLOP/s" if st["gflops"] else "no counted FLOPs"
         lines.append(f"     {st['stage']:<30}{st['step_ms']:7.1f} ms  {rate}")
+    return lines
+
+
+def _rebuild_lines(res: dict[str, Any]) -> list[str]:
+    """Section 4: the rebuilds on the last pair's warm cache."""
+    lines: list[str] = []
     lines += ["", "4. Rebuilds on the last pair's warm cache",
               f"   {'step':<24}{'wall s':>8}  {'pages executed':<46}{'models trained':<16}"
               f"{'TF in build':<12}{'kernels':>7}"]
@@ -246,15 +262,66 @@ def report(res: dict[str, Any]) -> str:
     rb = res["rebuilds"]
     n_pages = len(rb["epochs"]["pages_executed"]) + len(rb["epochs"]["pages_cached"])
     lines += [
-        f"   warm wall target <= {TARGET_WARM_SECONDS:.0f} s: "
+        f"   warm wall target <= {TARGET_WARM_SECONDS} s: "
         f"{verdict(rb['warm']['wall_s'] <= TARGET_WARM_SECONDS)}; no kernel started: "
         f"{verdict(rb['warm']['kernels_started'] == 0)}",
         f"   prose edit ({rb['prose']['edit']}): no page re-executed (the cached outputs "
-        f"take the new prose): {verdict(rb['prose']['pages_executed'] == [])}",
+        f"take the new prose): {verdict(rb['prose']['pages_executed'] == [])}; wall target "
+        f"<= {TARGET_PROSE_SECONDS} s: {verdict(rb['prose']['wall_s'] <= TARGET_PROSE_SECONDS)}",
         f"   {CHANGED_EPOCHS[0]} alone retrained: "
         f"{verdict(rb['epochs']['models_trained'] == [CHANGED_EPOCHS[0]])}; pages re-executed: "
-        f"{len(rb['epochs']['pages_executed'])} of {n_pages}",
+        f"{len(rb['epochs']['pages_executed'])} of {n_pages} "
+        f"({', '.join(rb['epochs']['pages_executed']) or 'none'}) in "
+        f"{rb['epochs']['wall_s']:.1f} s",
         "",
+    ]
+    return lines
+
+
+def report(res: dict[str, Any]) -> str:
+    """The plain-text table."""
+    m, probe = res["machine"], res.get("probe")
+    load_start = ", ".join(f"{x:.2f}" for x in m["loadavg_start"])
+    load_end = ", ".join(f"{x:.2f}" for x in m.get("loadavg_end", ()))
+    lines = [
+        "",
+        f"catdog-report benchmark ({res['mode']}), {res['started']}",
+        f"machine: {m['cpu']}; {m['cores']} cores ({m['cores_usable']} usable), "
+        f"{m['memory_gb']} GB; load average at start {load_start}, at end {load_end}",
+        (f"software: Python {probe['python']}, TensorFlow {probe['tensorflow']}, Keras "
+         f"{probe['keras']}; TF threads intra {probe['intra_op_threads']} / inter "
+         f"{probe['inter_op_threads']} (0 = TF default)") if probe else "software: (no probe)",
+        f"data: {res['data']['source']}; train {res['data']['train']}, validation "
+        f"{res['data']['validation']}, test {res['data']['test']} images",
+        f"weights: {res['weights']}",
+        f"epochs (one, two, three, four): {', '.join(str(v) for v in res['epochs'].values())}; "
+        f"image size {IMAGE_SIZE}, batch {BATCH_SIZE}",
+        "",
+        "1. Cold build (empty caches, fresh project copy) vs plain script",
+        f"   {'pair':<5}{'order':<16}{'plain s':>9}{'catdog s':>10}{'ratio':>8}",
+    ]
+    for i, pair in enumerate(res["pairs"], 1):
+        lines.append(f"   {i:<5}{pair['order']:<16}{pair['plain']['wall_s']:>9.1f}"
+                     f"{pair['catdog']['wall_s']:>10.1f}{pair['ratio']:>7.2f}x")
+    cold = res["cold"]
+    lines += [
+        f"   {'median':<21}{cold['plain_wall_median']:>9.1f}{cold['catdog_wall_median']:>10.1f}"
+        f"{cold['ratio_median']:>7.2f}x   target <= {TARGET_RATIO}x: "
+        f"{verdict(cold['ratio_median'] <= TARGET_RATIO)}",
+        f"   the plain script's figures took {cold['plain_figures_seconds_median']:.1f} s "
+        f"(median); without them the ratio is {cold['ratio_without_plain_figures_median']:.2f}x",
+        f"   cold build pages executed: {cold['pages_executed']}; models trained: "
+        f"{cold['models_trained']}",
+        "   the last cold build's timeline (s from its start; from its log lines):",
+        f"   {'start':>7} {'end':>7} {'secs':>7}  stage",
+        *timeline_lines(cold.get("timeline", [])),
+        "",
+    ]
+    if probe:
+        lines += _probe_lines(res)
+    if res.get("rebuilds"):
+        lines += _rebuild_lines(res)
+    lines += [
         "5. Peak memory: process tree total RSS (psutil, every 0.2 s) / largest single process",
         "   max RSS (/usr/bin/time -v; includes reaped kernels)",
         f"   {'run':<28}{'tree MB':>9}{'largest MB':>12}{'procs':>7}",
@@ -287,6 +354,9 @@ def report(res: dict[str, Any]) -> str:
                   f"histories: {par['same_histories']} (largest difference "
                   f"{par['max_history_difference']:.2g})"]
     lines += [f"WARNING: {w}" for w in res.get("warnings", [])]
-    lines += ["", f"total benchmark time {res['bench_seconds'] / 60:.1f} min; "
-              f"results in {res['out']}", ""]
+    budget = res.get("budget", {})
+    lines += [f"SKIPPED {why}" for why in budget.get("skipped", [])]
+    lines += ["", f"total benchmark time {res['bench_seconds'] / 60:.1f} min (budget "
+              f"{budget.get('minutes', '?')} min: "
+              f"{'within' if budget.get('within') else 'PAST IT'}); results in {res['out']}", ""]
     return "\n".join(lines)

@@ -89,8 +89,26 @@ def model_flops(model: Any) -> dict[str, Any]:
     }
 
 
+def matmul_size(limit: int = 4096, target: float = 0.05) -> int:
+    """The matmul size this machine times well: doubled from 256 until one product takes
+    `target` seconds (or `limit` is reached), so a slow machine is not kept for minutes."""
+    import tensorflow as tf
+
+    n = 256
+    while n < limit:
+        a = tf.random.normal((n, n), dtype=tf.float32, seed=1)
+        float(tf.linalg.matmul(a, a)[0, 0])  # warm-up of this size
+        t0 = time.perf_counter()
+        float(tf.linalg.matmul(a, a)[0, 0])
+        if time.perf_counter() - t0 >= target:
+            break
+        n *= 2
+    return n
+
+
 def matmul_peak(n: int, min_seconds: float, min_repeats: int) -> dict[str, Any]:
-    """fp32 n x n @ n x n with tf.linalg.matmul: warm up, then a timed loop."""
+    """fp32 n x n @ n x n with tf.linalg.matmul: warm up, then a timed loop of min_seconds
+    (at least min_repeats products, at most 200)."""
     import tensorflow as tf
 
     a = tf.random.normal((n, n), dtype=tf.float32, seed=1)
@@ -112,7 +130,7 @@ def matmul_peak(n: int, min_seconds: float, min_repeats: int) -> dict[str, Any]:
             "gflops_median": round(rates[len(rates) // 2], 2)}
 
 
-STEP_VARIANTS = {  # what the training-step probe compares (each in its own process)
+STEP_VARIANTS = {  # what the training-step probe compares (one process per thread setting)
     "default": {"jit_compile": False, "intra": 0, "inter": 0, "precision": "float32"},
     "xla": {"jit_compile": True, "intra": 0, "inter": 0, "precision": "float32"},
     "intra2-inter1": {"jit_compile": False, "intra": 2, "inter": 1, "precision": "float32"},
@@ -120,15 +138,19 @@ STEP_VARIANTS = {  # what the training-step probe compares (each in its own proc
 }
 
 
-def _timed_steps(step: Any, x: Any, y: Any, repeats: int) -> float:
-    """Best seconds of one call after two warm-up calls (tracing, oneDNN primitives)."""
+def _timed_steps(step: Any, x: Any, y: Any, repeats: int, seconds: float = 1.5) -> float:
+    """Best seconds of one call after two warm-up calls (tracing, oneDNN primitives): up to
+    `repeats` calls, fewer (at least 3) once `seconds` have gone by on a slow machine."""
     for _ in range(2):
         float(step(x, y))
     best = math.inf
-    for _ in range(repeats):
+    t_end = time.perf_counter() + seconds
+    for i in range(repeats):
         t0 = time.perf_counter()
         float(step(x, y))
         best = min(best, time.perf_counter() - t0)
+        if i >= 2 and time.perf_counter() > t_end:
+            break
     return best
 
 
@@ -139,9 +161,9 @@ def train_step_probe(variant: str, image_size: int, batch: int, repeats: int,
     import tensorflow as tf
 
     cfg = STEP_VARIANTS[variant]
-    if cfg["intra"]:
+    if cfg["intra"] and tf.config.threading.get_intra_op_parallelism_threads() != cfg["intra"]:
         tf.config.threading.set_intra_op_parallelism_threads(cfg["intra"])
-    if cfg["inter"]:
+    if cfg["inter"] and tf.config.threading.get_inter_op_parallelism_threads() != cfg["inter"]:
         tf.config.threading.set_inter_op_parallelism_threads(cfg["inter"])
     import keras
     import numpy as np
@@ -202,26 +224,36 @@ def layer_probe(image_size: int, batch: int, repeats: int) -> list[dict[str, Any
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--train-step", choices=STEP_VARIANTS, help="only the training-step probe")
-    p.add_argument("--model", choices=MODEL_NAMES, default="model_one",
-                   help="the model --train-step times")
+    p.add_argument("--train-step", help="only the training-step probe: variants (of "
+                   f"{', '.join(STEP_VARIANTS)}), comma-separated, sharing one thread setting")
+    p.add_argument("--model", choices=MODEL_NAMES, action="append",
+                   help="a model --train-step times (repeat it; default: every model)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--matmul-n", type=int, default=4096)
-    p.add_argument("--min-seconds", type=float, default=6.0)
+    p.add_argument("--matmul-n", type=int, default=0,
+                   help="matmul size (default 0: sized to the machine, 256 to 4096)")
+    p.add_argument("--min-seconds", type=float, default=2.0)
     p.add_argument("--min-repeats", type=int, default=3)
     p.add_argument("--image-size", type=int, default=160)
     args = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.train_step:
-        print(json.dumps(train_step_probe(args.train_step, args.image_size, args.batch_size,
-                                          10, args.model)))
+        out = []
+        for variant in args.train_step.split(","):
+            for name in args.model or MODEL_NAMES:
+                try:
+                    out.append(train_step_probe(variant, args.image_size, args.batch_size,
+                                                10, name))
+                except Exception as exc:  # noqa: BLE001 - e.g. an op without a bf16 kernel
+                    out.append({"model": name, "variant": variant,
+                                "error": f"{type(exc).__name__}: {exc}"[:300]})
+        print(json.dumps(out))
         return
     import keras
     import tensorflow as tf
 
     from catdog_report import models
 
-    peak = matmul_peak(args.matmul_n, args.min_seconds, args.min_repeats)
+    peak = matmul_peak(args.matmul_n or matmul_size(), args.min_seconds, args.min_repeats)
     flops = {}
     for name in MODEL_NAMES:
         model = models.build(name, _settings(args.image_size), None)  # no weights: same FLOPs

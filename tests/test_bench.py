@@ -24,6 +24,7 @@ bench = load("bench")  # puts bench/ on sys.path for its own modules
 probe = load("probe")
 harness = load("harness")
 numbers = load("numbers_")
+budget = load("budget")
 
 LOG = """\
 data: x (local folder (--data-dir)); train 40, validation 16, test 4 images; 0 skipped
@@ -54,6 +55,49 @@ def test_parse_build_log():
 def test_parse_build_log_without_marker():
     parsed = harness.parse_build_log("catdog-report: error: something\n")
     assert parsed["pages_executed"] == [] and parsed["build_process_modules"] is None
+
+
+def test_a_cold_build_timeline_from_its_stamped_log_lines():
+    stamped = [(2.1, "data: x; train 40"), (2.4, "may need training (no cached run): a@0"),
+               (6.0, "[1/3] index: executing"), (6.5, "training a: 2 epochs on 40 images"),
+               (8.0, "[1/3] index: executed in 2.0 s"), (15.0, "a: trained in 8.5 s (0123)"),
+               (15.1, "[2/3] a-page: executing"), (15.2, "training b: 1 epoch on 40 images"),
+               (18.0, "[2/3] a-page: executed in 2.9 s"), (25.0, "b: trained in 9.8 s (4567)"),
+               (25.1, "[3/3] b-page: executing"), (28.0, "[3/3] b-page: executed in 2.9 s"),
+               (28.1, "building the site with mkdocs into site.tmp"),
+               (28.9, "site: built with mkdocs in 0.8 s")]
+    events = harness.timeline(stamped, 29.5)
+    assert [e["event"] for e in events][:4] == ["process starts", "data scanned", "planned",
+                                               "page starts index"]
+    stages = {what: round(b - a, 1) for a, b, what in numbers.stages(events)}
+    assert stages["start-up, imports and the data scan"] == 2.1
+    assert stages["TensorFlow, the builders, the decoded images"] == 4.1
+    assert stages["fit b (and its test scores, maps)"] == 9.8
+    assert stages["page kernel a-page"] == 2.9
+    assert stages["pages still running after the last fit"] == 3.0
+    assert stages["docs and MkDocs"] == 0.9 and stages["exit"] == 0.6
+    assert len(numbers.timeline_lines(events)) == len(stages)
+
+
+def test_the_budget_says_its_plan_and_skips_what_would_end_past_it(capsys, monkeypatch):
+    import time
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    b = budget.Budget(30 * 60, 1000.0)
+    plan = b.plan(budget.SECTIONS, 3, "quick")
+    assert "ends within 30 min" in plan and "3 cold pair(s)" in plan
+    assert b.allows("probe", 150) and b.skipped == []
+    now[0] += 25 * 60  # 25 minutes gone: 5 left, 1 of them kept for the report
+    assert not b.allows("parallel", 5 * 60)
+    assert b.skipped and "parallel: skipped" in b.skipped[0] and "--budget" in b.skipped[0]
+    pairs = [{"records": [{"train_seconds": 10.0}, {"train_seconds": 10.0}]}]  # 20 s a fit
+    assert budget.precision_seconds(3, 20) == 2 * 20 + 3 * 20 * budget.BF16_FACTOR + 60
+    assert b.seeds_for_precision(3, pairs) == 2  # 4 min left, less 70 s kept for parallel
+    assert "2 seed(s) per model instead of 3" in b.skipped[-1]
+    now[0] += 4 * 60
+    assert b.seeds_for_precision(3, pairs) == 0 and "precision: skipped" in b.skipped[-1]
+    assert "skipped" in capsys.readouterr().out  # said as it happens
 
 
 def test_edit_prose_changes_one_prose_sentence(tmp_path):

@@ -114,7 +114,7 @@ def test_a_changed_generator_source_makes_a_new_set(tmp_path: Path) -> None:
 
 def test_an_edited_generator_changes_the_page_key_and_the_data_manifest(
         tmp_path: Path) -> None:
-    from catdog_report.build import resolve_data, study_digest
+    from catdog_report.build import resolve_data, study_parts
 
     folder = tmp_path / "study"
     demo = DEMO | {"validation_per_class": 5}
@@ -122,9 +122,11 @@ def test_an_edited_generator_changes_the_page_key_and_the_data_manifest(
     settings = Settings(profile="demo", project_dir=folder, cache_dir=tmp_path / "cache",
                         image_size=32)
 
-    def keys() -> tuple[str, str, str]:
+    def keys() -> tuple[dict[str, str], str, str]:  # the code files a page key may hold
         dataset = resolve_data(settings)
-        return study_digest(settings), dataset.manifest, dataset.source
+        (folder / "mkdocs.yml").write_text("site_name: s\nnav: []\n")
+        every = settings.replace(epochs=dict.fromkeys(settings.study.models, 1))
+        return study_parts(every)["files"], dataset.manifest, dataset.source
 
     before = keys()
     assert keys() == before

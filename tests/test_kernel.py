@@ -106,3 +106,41 @@ def test_a_page_kernel_runs_nicer_than_the_build(tmp_path: object) -> None:
     page = pages.run_page(path, dict(os.environ))
     want = min(19, os.getpriority(os.PRIO_PROCESS, 0) + kernel.PAGE_NICENESS)
     assert f"niceness {want}" in page.markdown  # it yields the CPU to the training beside it
+
+
+@pytest.mark.slow
+def test_a_kernel_started_ahead_runs_its_page_as_a_fresh_one(tmp_path: object) -> None:
+    from pathlib import Path
+
+    import nbformat
+
+    from catdog_report import pages
+
+    folder = Path(str(tmp_path))
+    path = folder / "p.md"
+    path.write_text("# Ahead\n\n```python\nimport sys\nprint('warm', 'catdog_report.notebook' "
+                    "in sys.modules, 'catdog_report' in dir())\n```\n")
+    env = dict(os.environ)
+
+    async def main() -> tuple[object, list[int], int]:
+        pool = kernel.KernelPool(env, str(folder), 2)
+        pool.want(3)  # three pages to come: two kernels ahead (its size), not three
+        assert len(pool.ready) == 2
+        started = await pool.take(env, str(folder))
+        assert started is not None and len(pool.ready) == 2  # one more started for the third
+        assert await pool.take({"OTHER": "1"}, str(folder)) is None  # another environment
+        page = await pages.run_page_async(path, env, folder / "logs", 60, started)
+        left = [await task for task in pool.ready]
+        pids = [s.km.provisioner.process.pid for s in left]
+        await pool.close()
+        return page, pids, started.km.has_kernel
+
+    page, pids, alive = kernel.run_batch(main)
+    # the page ran in a warmed kernel: its modules imported, its namespace and count clean
+    assert "warm True False" in page.markdown
+    cell = nbformat.reads(page.notebook, 4).cells[1]
+    assert cell.execution_count == 1 and not alive
+    for pid in pids:  # the kernels no page took are stopped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert (folder / "logs" / "p.log").is_file()  # its stderr went to its page's log

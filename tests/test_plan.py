@@ -20,10 +20,68 @@ def test_needs_come_from_the_ast_not_from_substrings() -> None:
         "%matplotlib inline\nruns = st.runs_in_build()",
         'again = st.fit("small")\nother = st.fit(name)  # not a literal: not a need',
     ]
-    assert page_needs(cells, "page x.md") == Needs(("small",), True)
-    assert page_needs(['print("runs_in_build", ".fit(")'], "y") == Needs((), False)
+    needs = page_needs(cells, "page x.md")
+    assert (needs.fits, needs.reads_runs) == (("small",), True)
+    needs = page_needs(['print("runs_in_build", ".fit(")'], "y")
+    assert (needs.fits, needs.reads_runs, needs.every_model) == ((), False, False)
     # every seed's runs are every run too: a page that asks only for them waits for all
-    assert page_needs(["seeds = st.all_seed_runs()"], "z") == Needs((), True)
+    needs = page_needs(["seeds = st.all_seed_runs()"], "z")
+    assert (needs.fits, needs.reads_runs, needs.every_model) == ((), True, True)
+
+
+@pytest.mark.parametrize(("code", "every"), [
+    ('run = st.fit("small")\nshow(st.title("small"))', False),
+    ("rows = st.declaration.data.grid_rows\nsize = st.settings.image_size", False),
+    ("for name, m in st.models.items(): print(m.title)", True),  # every model's declaration
+    ("print(st.settings.epochs_for(name))", True),  # a model it does not name
+    ("titles = st.declaration.titles()", True),
+    ("run = st.fit(name)", True),  # which model is known only when it runs
+    ("print(st.settings)", True),
+])
+def test_what_a_page_reads_of_the_declaration(code: str, every: bool) -> None:
+    assert page_needs([code], "p").every_model is every
+
+
+def test_the_functions_and_modules_a_page_names() -> None:
+    needs = page_needs(['show_code("head", "model_one")\nimport numpy as np\n'
+                        'from models import head\nfor t, p in st.chapters(): pass'], "p")
+    assert {"head", "model_one"} <= set(needs.literals) and not needs.all_code
+    assert needs.imports == ("models", "numpy") and needs.nav
+    assert page_needs(["show_code(*names)"], "p").all_code  # names known only when it runs
+
+
+PARTS = {"study": "S", "models": {"small": "s1", "tuned": "t1"},
+         "functions": {"head": "h1", "small_net": "n1"}, "files": {"models": "F1"},
+         "nav": ["index", "small"]}
+
+
+def test_a_page_key_holds_only_the_parts_of_the_study_it_uses(tmp_path: Path) -> None:
+    s = study.load(write_study(tmp_path))
+    pages = [("small", Path("small.md"), "", page_needs(['st.fit("small")\nshow_code("head")'],
+                                                          "small.md")),
+             ("data", Path("data.md"), "", page_needs(["x = st.declaration.data"], "data.md")),
+             ("index", Path("index.md"), "", page_needs(["st.models\nst.chapters()"], "i")),
+             ("all", Path("all.md"), "", page_needs(["st.runs_in_build()"], "all.md"))]
+    known = {"small@0": "a" * 64, "tuned@0": "b" * 64}
+
+    def keys(parts: dict[str, Any]) -> list[str | None]:
+        return [n.key for n in make_plan(s, pages, known, {"x": 1}, _specs(s), None,
+                                         parts).pages]
+
+    before = keys(PARTS)
+    assert len(set(before)) == 4
+    changed = [a != b for a, b in zip(before, keys(
+        PARTS | {"models": {"small": "s1", "tuned": "t2"}}), strict=True)]
+    assert changed == [False, False, True, True]  # tuned's epochs: its readers only
+    added = keys(PARTS | {"models": PARTS["models"] | {"extra": "e1"},
+                          "functions": PARTS["functions"] | {"extra_net": "x1"},
+                          "nav": [*PARTS["nav"], "extra"]})
+    assert [a != b for a, b in zip(before, added, strict=True)] == [False, False, True, True]
+    edited = keys(PARTS | {"functions": {"head": "h2", "small_net": "n1"},
+                           "files": {"models": "F2"}})
+    assert [a != b for a, b in zip(before, edited, strict=True)] == [True, False, False, False]
+    wide = keys(PARTS | {"study": "S2"})  # the study-wide part: every page holds it
+    assert all(a != b for a, b in zip(before, wide, strict=True))
 
 
 def test_a_cell_that_is_not_python_names_the_page_and_cell() -> None:

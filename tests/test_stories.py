@@ -153,6 +153,9 @@ def test_add_a_fine_tuned_model_then_change_epochs(two_model_project: Settings) 
                          ("Score on test data", "test"), ("Model comparison", "comparison")])
     result = build(s)
     assert _trained(result) == ["model_five"]  # the others are cache hits
+    # its page and those reading every model or the nav; model one's and four's are kept
+    assert {p.name for p in result.pages if not p.cached} == {"index", "model-five", "test",
+                                                              "comparison"}
     five = result.runs["model_five"]
     assert five["parent"] == result.runs["model_four"]["key"]
     page = _article(s, "model-five")
@@ -165,8 +168,10 @@ def test_add_a_fine_tuned_model_then_change_epochs(two_model_project: Settings) 
     assert "Model five</strong> (run <code>" in comparison  # in the stamp
     # Story 2: the parent's epochs retrain both; the child's retrain it alone
     assert _trained(build(s.replace(epochs={"model_four": 2}))) == ["model_five", "model_four"]
-    assert _trained(build(s.replace(epochs={"model_four": 2, "model_five": 2}))) == [
-        "model_five"]
+    result = build(s.replace(epochs={"model_four": 2, "model_five": 2}))
+    assert _trained(result) == ["model_five"]
+    assert {p.name for p in result.pages if not p.cached} == {"index", "model-five", "test",
+                                                              "comparison"}
 
 
 def test_remove_a_model(two_model_project: Settings) -> None:

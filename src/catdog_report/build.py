@@ -6,6 +6,7 @@ it; nothing travels back."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from .progress import BuildPlanned, RunPlan, StageDone, emit
 
 log = logging.getLogger(__name__)
 LIBRARY = Path(__file__).parent
-NEEDS_FORMAT = 3  # bump when page_needs() or pages.signature() change
+NEEDS_FORMAT = 4  # bump when page_needs() or pages.signature() change
 
 
 @dataclass
@@ -47,12 +48,26 @@ def library_digest() -> str:
     return digest({p.name: file_digest(p) for p in sorted(LIBRARY.glob("*.py"))})
 
 
-def study_digest(settings: Settings) -> str:
-    """A hash of the study's declaration and its own code (the builders the pages show and
-    the generator of the demo data)."""
+def study_parts(settings: Settings) -> dict[str, Any]:
+    """The digests of the parts of the study a page's key may hold (plan.study_part): the
+    study-wide declaration; each model's declaration with its claims, epochs and seeds in
+    this build; each function of the study's code files; each code file; the nav."""
+    from .study import function_sources
+
     study = settings.study
-    return digest({"study.yml": file_digest(study.path),
-                   "code": {p.name: file_digest(p) for p in study.code_files()}})
+    wide = {"title": study.title, "data": dataclasses.asdict(study.data),
+            "profiles": {k: dataclasses.asdict(v) for k, v in study.profiles.items()}}
+    models = {name: digest({"declared": dataclasses.asdict(spec),
+                            "claims": [dataclasses.asdict(c) for c in study.claims
+                                       if c.model == name],
+                            "epochs": settings.epochs_for(name),
+                            "seeds": settings.seeds_for(name)})
+              for name, spec in study.models.items()}
+    files = study.code_files()
+    return {"study": digest(wide), "models": models,
+            "functions": {name: digest(source) for name, source in function_sources(files)},
+            "files": {p.stem: file_digest(p) for p in files},
+            "nav": site.nav_pages(settings.project_dir)}
 
 
 def resolve_data(settings: Settings) -> data.Dataset:
@@ -75,12 +90,13 @@ def resolve_data(settings: Settings) -> data.Dataset:
 
 
 def page_inputs(settings: Settings, dataset: data.Dataset, base: str | None) -> dict[str, Any]:
-    """What every page's output depends on besides its own text and its runs."""
+    """What every page's output depends on besides its own text, its runs and the parts of
+    the study it uses (study_parts)."""
     return {
-        "kernel": KERNEL, "library": library_digest(), "study": study_digest(settings),
+        "kernel": KERNEL, "library": library_digest(),
         "manifest": dataset.manifest, "profile": settings.profile, "seed": settings.seed,
         "image_size": settings.image_size, "batch_size": settings.batch_size,
-        "strategy": settings.strategy, "epochs": dict(settings.epochs),
+        "strategy": settings.strategy,
         "weights": weights.weights_id(base), "versions": stamp.package_versions(),
         "data_source": dataset.source, "skipped": dataset.skipped,
     }
@@ -100,7 +116,7 @@ def plan_build(settings: Settings, dataset: data.Dataset, base: str | None) -> P
     specs = training.run_specs_for(settings, base)
     known = training.known_runs(specs, settings, dataset)
     return make_plan(settings.study, sources, known, page_inputs(settings, dataset, base), specs,
-                     training.page_tokens(known, settings))
+                     training.page_tokens(known, settings), study_parts(settings))
 
 
 def parsed_needs(settings: Settings, path: Path, text: str) -> Needs:
@@ -109,15 +125,14 @@ def parsed_needs(settings: Settings, path: Path, text: str) -> Needs:
     memo = settings.cache_root / "pages" / "needs" / f"{digest([NEEDS_FORMAT, text])}.json"
     try:
         raw = json.loads(memo.read_text())
-        return Needs(tuple(raw["fits"]), bool(raw["reads_runs"]), str(raw["code"]))
+        return Needs(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     except (OSError, ValueError, KeyError, TypeError):
         pass
     nb = pages.read(path)
     found = page_needs(pages.code_cells(nb), f"page {path.name}",
                        strict=not settings.publish_failures)
-    needs = Needs(found.fits, found.reads_runs, pages.signature(nb))
-    write_atomic(memo, json.dumps({"fits": list(needs.fits), "reads_runs": needs.reads_runs,
-                                   "code": needs.code}))
+    needs = dataclasses.replace(found, code=pages.signature(nb))
+    write_atomic(memo, json.dumps(dataclasses.asdict(needs)))
     return needs
 
 

@@ -16,7 +16,7 @@ from .config import Settings
 from .environment import ENV_BUILD, ENV_SETTINGS
 from .errors import BuildError, CacheError, CatdogError, Interrupted, PageError
 from .handoff import RunBook, RunEntry
-from .kernel import run_batch
+from .kernel import KernelPool, run_batch
 from .plan import Plan, RunSpec
 from .progress import PageDone, PageStarted, emit
 
@@ -275,8 +275,22 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
     store = pages.page_store(settings.cache_root)
     slots = asyncio.Semaphore(settings.jobs)
     errors: list[PageError] = []
-    inputs = plan.inputs
     total = len(plan.pages)
+    env = kernel_env(settings)
+    pool = KernelPool(env, str(settings.project_dir / "content"), settings.jobs)
+    pending = [n for n in plan.pages if n.key is None or not store.path(n.key).is_dir()]
+
+    async def start_ahead() -> None:
+        """Once the study's code imported (an import error fails before any kernel starts),
+        start kernels for the pages still to execute while some wait for training."""
+        try:
+            await imported
+        except Exception:  # noqa: BLE001 - the pages report it
+            return
+        if any(n.key is None for n in pending):
+            pool.want(len(pending) - sum(n.page is not None for n in pending))
+
+    ahead = asyncio.ensure_future(start_ahead())
 
     def from_cache(node: Any) -> bool:
         """Take the page from the page cache if its key is stored there."""
@@ -299,8 +313,9 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
         if node.key is None:
             node.key = node.key_for({i: handoff.page_token(book.by_id[i]["key"],
                                                            book.by_id[i].get("weights", True))
-                                     for i in node.ids}, inputs)
+                                     for i in node.ids})
             if from_cache(node):
+                pool.want(pool.wanted - 1)  # one page fewer to execute
                 return
         await imported  # an import error of the study's code fails before any kernel starts
         async with slots:
@@ -310,9 +325,9 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             emit(log, PageStarted(node.name), "[%d/%d] %s: executing", node.number, total,
                  node.name)
             try:
-                page = await pages.run_page_async(node.path, kernel_env(settings),
-                                                  settings.build_dir / "logs",
-                                                  settings.cell_limit)
+                page = await pages.run_page_async(node.path, env, settings.build_dir / "logs",
+                                                  settings.cell_limit,
+                                                  await pool.take(env, str(node.path.parent)))
             except PageError as exc:
                 emit(log, PageDone(node.name, False, time.perf_counter() - t0, failed=True),
                      "%s", exc, level=logging.ERROR)
@@ -332,7 +347,11 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
             emit(log, PageDone(node.name, False, seconds), "[%d/%d] %s: executed in %.1f s",
                  node.number, total, node.name, seconds)
 
-    await asyncio.gather(*[one(node) for node in plan.pages])
+    try:
+        await asyncio.gather(*[one(node) for node in plan.pages])
+    finally:
+        ahead.cancel()
+        await pool.close()
     if errors:
         raise errors[0]
 

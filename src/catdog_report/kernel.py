@@ -8,6 +8,7 @@ import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,17 +122,18 @@ def run_batch(main: Callable[[], Awaitable[T]]) -> T:
 
 
 async def execute_async(nb: Any, path: Path, env: dict[str, str], timeout: int | None = None,
-                        log_file: Path | None = None) -> Any:
+                        log_file: Path | None = None, started: Started | None = None) -> Any:
     """Execute one page in its own kernel inside a running event loop (see run_batch);
-    timeout: the seconds each cell may run (None: no limit). A cell that runs out of it
-    stops the kernel and becomes a PageError naming the page and the cell."""
+    timeout: the seconds each cell may run (None: no limit); started: a fresh kernel
+    started ahead for it (KernelPool), else one is started now. A cell that runs out of
+    its time stops the kernel and becomes a PageError naming the page and the cell."""
     import asyncio
 
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     current: list[int] = [0]
     try:
-        await _execute(nb, path, env, timeout, log_file, current)
+        await _execute(nb, path, env, timeout, log_file, current, started)
     except CellTimeoutError:
         index = current[0]
         first = nb.cells[index].source.strip().splitlines()[:1] if nb.cells else []
@@ -169,34 +171,144 @@ def _stopped_by_build(path: Path) -> None:
 
 
 async def _execute(nb: Any, path: Path, env: dict[str, str], timeout: int | None,
-                   log_file: Path | None, current: list[int]) -> None:
-    """Start a kernel over IPC, relay its stderr, execute, and always shut it down
-    (current[0]: the index of the cell executing, for the caller's error)."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    with temp_folder("catdog-kernel-") as sockets:  # a killed build's folder goes next time
-        km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc",
-                                ip=str(Path(sockets) / "k"))
-        client = _client_class()(nb, km=km, timeout=timeout, allow_errors=False,
+                   log_file: Path | None, current: list[int],
+                   started: Started | None = None) -> None:
+    """Start a kernel over IPC (or take the one started ahead for this page), relay its
+    stderr, execute, and always shut it down (current[0]: the index of the cell executing,
+    for the caller's error)."""
+    started = started or await start(env, str(path.parent))
+    try:
+        started.relay.attach(log_file)
+        client = _client_class()(nb, km=started.km, timeout=timeout, allow_errors=False,
                                  resources={"metadata": {"path": str(path.parent)}},
                                  log=_QUIET)  # its errors become one PageError here
-        read_fd, write_fd = os.pipe()
         try:
-            try:
-                await km.start_kernel(env=env, cwd=str(path.parent), stderr=write_fd)
-            finally:
-                os.close(write_fd)
-            _ACTIVE.add(km)
-            _yield_to_training(km)
-            threading.Thread(target=_relay, args=(read_fd, log_file), daemon=True).start()
-            try:
-                await client.async_execute()
-            finally:
-                current[0] = client.current
+            await client.async_execute()
         finally:
-            _ACTIVE.discard(km)
-            if km.has_kernel:
-                await km.shutdown_kernel(now=True)
+            current[0] = client.current
+    finally:
+        await stop(started)
+
+
+@dataclass
+class Started:
+    """A page kernel, started: its manager, its stderr relay, what to close after it."""
+
+    km: Any
+    relay: _Relay
+    stack: contextlib.ExitStack
+    env: dict[str, str]
+    cwd: str
+
+
+async def start(env: dict[str, str], cwd: str) -> Started:
+    """Start a fresh kernel over IPC in cwd with env, nicer than the build, its stderr
+    relayed (to the log file of the page it runs, once known: Relay.attach)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    stack = contextlib.ExitStack()
+    sockets = stack.enter_context(temp_folder("catdog-kernel-"))  # a killed build's goes next
+    km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc", ip=str(Path(sockets) / "k"))
+    read_fd, write_fd = os.pipe()
+    try:
+        try:
+            await km.start_kernel(env=env, cwd=cwd, stderr=write_fd)
+        finally:
+            os.close(write_fd)
+    except BaseException:
+        os.close(read_fd)
+        stack.close()
+        raise
+    _ACTIVE.add(km)
+    _yield_to_training(km)
+    relay = _Relay(read_fd)
+    threading.Thread(target=relay.run, daemon=True).start()
+    return Started(km, relay, stack, env, cwd)
+
+
+async def stop(started: Started) -> None:
+    """Shut a kernel down (at once) and remove its socket folder."""
+    _ACTIVE.discard(started.km)
+    try:
+        if started.km.has_kernel:
+            await started.km.shutdown_kernel(now=True)
+    finally:
+        started.stack.close()
+
+
+WARM_UP = '__import__("catdog_report.notebook"); __import__("matplotlib.pyplot")'
+WARM_UP_LIMIT = 60  # seconds a kernel started ahead may take to start and import
+
+
+async def _warm_up(km: Any) -> None:
+    """Import what every page imports, silently (no output, no execution count, nothing
+    bound in the page's namespace); a kernel that fails here is left for its page to
+    report, as a kernel started for it would."""
+    import asyncio
+
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=WARM_UP_LIMIT)
+        msg_id = kc.execute(WARM_UP, silent=True, store_history=False)
+        async with asyncio.timeout(WARM_UP_LIMIT):
+            while (await kc.get_shell_msg(timeout=WARM_UP_LIMIT))["parent_header"].get(
+                    "msg_id") != msg_id:
+                pass
+    except Exception as exc:  # noqa: BLE001 - its page reports what goes wrong
+        log.debug("a kernel started ahead did not warm up: %s", exc)
+    finally:
+        kc.stop_channels()
+
+
+class KernelPool:
+    """Page kernels started ahead of the pages that will run in them (while the runs those
+    pages wait for train), each warmed up with WARM_UP, at most `size` at a time and never
+    more than the pages still to execute (`want`); a page takes one when its environment
+    and folder are the pool's, else it starts its own. close() stops those left."""
+
+    def __init__(self, env: dict[str, str], cwd: str, size: int) -> None:
+        self.env, self.cwd, self.size = env, cwd, size
+        self.wanted = 0
+        self.ready: list[Any] = []  # tasks giving a Started
+
+    def want(self, pages: int) -> None:
+        """How many pages are still to execute: keep that many kernels (up to size) ahead."""
+        import asyncio
+
+        self.wanted = max(pages, 0)
+        while len(self.ready) < min(self.size, self.wanted):
+            self.ready.append(asyncio.ensure_future(self._started()))
+
+    async def _started(self) -> Started:
+        started = await start(self.env, self.cwd)
+        await _warm_up(started.km)
+        return started
+
+    async def take(self, env: dict[str, str], cwd: str) -> Started | None:
+        """A kernel started ahead for a page with this environment and folder, or None."""
+        if env != self.env or cwd != self.cwd or not self.ready:
+            return None
+        task = self.ready.pop(0)
+        self.want(self.wanted - 1)
+        try:
+            return await task  # type: ignore[no-any-return]
+        except Exception as exc:  # noqa: BLE001 - the page starts its own, and says why
+            log.debug("a kernel started ahead failed to start: %s", exc)
+            return None
+
+    async def close(self) -> None:
+        """Stop the kernels no page took."""
+        import asyncio
+
+        tasks, self.ready = self.ready, []
+        for task in tasks:
+            try:
+                started = await asyncio.wait_for(asyncio.shield(task), WARM_UP_LIMIT)
+            except BaseException:  # noqa: BLE001 - failed or cancelled: nothing to stop
+                task.cancel()
+                continue
+            await stop(started)
 
 
 _QUIET = logging.getLogger(__name__ + ".nbclient")
@@ -214,24 +326,50 @@ def _yield_to_training(km: Any) -> None:
         os.setpriority(os.PRIO_PROCESS, process.pid, niceness)  # type: ignore[union-attr]
 
 
-def _relay(fd: int, log_file: Path | None) -> None:
-    """Forward the kernel's progress lines to the build log; keep all of stderr in a file."""
-    sink = open(log_file, "w") if log_file else None  # noqa: SIM115
-    with os.fdopen(fd, errors="replace") as stream:
-        for line in stream:
-            if sink:
-                sink.write(line)
-            if line.startswith(PROGRESS_PREFIX):  # "    LEVEL message" (notebook.py)
-                name, _, message = line[len(PROGRESS_PREFIX):].rstrip().partition(" ")
-                level = logging.getLevelName(name)
-                if isinstance(level, int) and level >= logging.WARNING:
-                    log.log(level, "%s%s", PROGRESS_PREFIX, message)
-                else:  # what the build itself already said (a run loaded, images decoded)
-                    log.debug("kernel: %s", line.strip())
-            elif line.strip():  # TensorFlow's start-up notices and the like: -v shows them
-                log.debug("kernel: %s", line.rstrip())
-    if sink:
-        sink.close()
+class _Relay:
+    """Forward a kernel's progress lines to the build log; keep all of its stderr in the
+    log file of the page it runs (what came before the page took it, too)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.lock = threading.Lock()
+        self.sink: Any = None
+        self.early: list[str] = []
+
+    def attach(self, log_file: Path | None) -> None:
+        """Write this kernel's stderr to log_file from now on, and what it wrote so far."""
+        if log_file is None:
+            return
+        with self.lock:
+            self.sink = open(log_file, "w")  # noqa: SIM115 - closed when the kernel ends
+            self.sink.writelines(self.early)
+            self.early = []
+
+    def run(self) -> None:
+        with os.fdopen(self.fd, errors="replace") as stream:
+            for line in stream:
+                with self.lock:
+                    if self.sink:
+                        self.sink.write(line)
+                    else:
+                        self.early.append(line)
+                _forward(line)
+        with self.lock:
+            if self.sink:
+                self.sink.close()
+
+
+def _forward(line: str) -> None:
+    """One line of a kernel's stderr to the build log (warnings and worse shown)."""
+    if line.startswith(PROGRESS_PREFIX):  # "    LEVEL message" (notebook.py)
+        name, _, message = line[len(PROGRESS_PREFIX):].rstrip().partition(" ")
+        level = logging.getLevelName(name)
+        if isinstance(level, int) and level >= logging.WARNING:
+            log.log(level, "%s%s", PROGRESS_PREFIX, message)
+        else:  # what the build itself already said (a run loaded, images decoded)
+            log.debug("kernel: %s", line.strip())
+    elif line.strip():  # TensorFlow's start-up notices and the like: -v shows them
+        log.debug("kernel: %s", line.rstrip())
 
 
 def strip_ansi(text: str) -> str:

@@ -432,9 +432,10 @@ def keep_output(nb: Any, path: Path, project: Path, log_dir: Path | None) -> Non
 
 
 async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None = None,
-                         timeout: int | None = None) -> Page:
+                         timeout: int | None = None, started: Any = None) -> Page:
     """Execute one page in a fresh kernel inside a running batch (kernel.run_batch); each
-    cell may run timeout seconds (None: no limit)."""
+    cell may run timeout seconds (None: no limit); started: a fresh kernel started ahead
+    for it (kernel.KernelPool), else one is started now."""
     import nbformat
 
     source = source_digest(path)
@@ -444,7 +445,8 @@ async def run_page_async(path: Path, env: dict[str, str], log_dir: Path | None =
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
     await kernel.execute_async(nb, path, env, timeout,
-                               log_file=log_dir / f"{path.stem}.log" if log_dir else None)
+                               log_file=log_dir / f"{path.stem}.log" if log_dir else None,
+                               started=started)
     seconds = time.perf_counter() - t0
     project = path.resolve().parent.parent
     keep_output(nb, path, project, log_dir)

@@ -15,41 +15,119 @@ from .study import Study, suggest
 
 FIT = "fit"  # st.fit("name") trains or loads a model
 READS_RUNS = ("runs_in_build", "all_seed_runs")  # st.<one of them>() reads every run
+NAMED = (FIT, "title", "seed_runs", "model")  # st.<one>("name") reads that model's declaration
+EVERY_MODEL = ("models", "model_pages", "chapters", "titles", "colours", "order",
+               "seed_list", *READS_RUNS)  # <x>.<one of them> reads every model's declaration
+NAV = ("model_pages", "chapters")  # <x>.<one>() reads the nav of mkdocs.yml and every page
+STUDY_WIDE = {  # <x>.<holder>.<attribute> of the declaration that no model's part holds
+    "declaration": {"data", "title", "profiles", "profile", "path", "root", "cell_timeout"},
+    "settings": {"image_size", "batch_size", "profile", "profile_spec", "seed", "strategy"},
+}
+SHOW_CODE = "show_code"  # show_code("function", ...) shows functions of the study's code
 
 
 @dataclass(frozen=True)
 class Needs:
-    """What a page's code asks of the build, found by parsing it."""
+    """What a page's code asks of the build, found by parsing it: the runs it shows, and
+    which parts of the study declaration and of its code its output can depend on."""
 
     fits: tuple[str, ...] = ()
     reads_runs: bool = False
     code: str = ""  # a digest of what the page executes (pages.signature); "" if unknown
+    literals: tuple[str, ...] = ()  # its string constants: the models and functions it names
+    every_model: bool = False  # it reads every model's declaration (EVERY_MODEL, NAMED(x))
+    nav: bool = False  # it reads the nav (which pages there are)
+    imports: tuple[str, ...] = ()  # the top-level modules it imports
+    all_code: bool = False  # it shows functions it does not name literally
 
 
 def page_needs(code_cells: Sequence[str], where: str, strict: bool = True) -> Needs:
-    """The models a page fits (`<x>.fit("name")` with a literal name) and whether it calls
-    `<x>.runs_in_build()` or `<x>.all_seed_runs()`, from an AST walk of its code cells;
-    never by substring. A cell that is not valid Python fails, or (strict=False) is left for
-    its kernel to report."""
+    """The models a page fits (`<x>.fit("name")` with a literal name), whether it calls
+    `<x>.runs_in_build()` or `<x>.all_seed_runs()`, and what it reads of the declaration,
+    from an AST walk of its code cells; never by substring. A cell that is not valid Python
+    fails, or (strict=False) is left for its kernel to report (and every part is assumed
+    read)."""
     fits: list[str] = []
-    reads = False
+    literals: list[str] = []
+    imports: list[str] = []
+    reads = every = nav = all_code = False
     for i, source in enumerate(code_cells, 1):
         try:
             tree = ast.parse(_without_magics(source))
         except SyntaxError as exc:
             if not strict:
+                every = all_code = nav = True
                 continue
             raise PageError(f"{where}: code cell {i} is not valid Python "
                             f"(line {exc.lineno}: {exc.msg}); fix the cell") from None
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                literals.append(node.value)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) \
+                    else [node.module or ""]
+                imports += [n.partition(".")[0] for n in names if n]
+            elif isinstance(node, ast.Attribute):
+                every |= node.attr in EVERY_MODEL or _reads_beyond(node, parents)
+                nav |= node.attr in NAV
+            if not isinstance(node, ast.Call):
                 continue
-            if node.func.attr in READS_RUNS:
+            name = _called(node)
+            if name in READS_RUNS:
                 reads = True
-            elif (node.func.attr == FIT and node.args and isinstance(node.args[0], ast.Constant)
-                  and isinstance(node.args[0].value, str)):
-                fits.append(node.args[0].value)
-    return Needs(tuple(dict.fromkeys(fits)), reads)
+            if name in NAMED and not _literal(node):
+                every = True  # which model it reads is known only when it runs
+            elif name == FIT and isinstance(node.func, ast.Attribute):
+                fits.append(node.args[0].value)  # type: ignore[attr-defined]
+            if name == SHOW_CODE and not all(isinstance(a, ast.Constant) for a in node.args):
+                all_code = True
+    return Needs(tuple(dict.fromkeys(fits)), reads, "", tuple(sorted(set(literals))),
+                 every or reads, nav, tuple(sorted(set(imports))), all_code)
+
+
+def _called(node: ast.Call) -> str:
+    """The name a call calls: f(...) or <x>.f(...)."""
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else \
+        func.id if isinstance(func, ast.Name) else ""
+
+
+def _literal(node: ast.Call) -> bool:
+    """Whether a call's first argument is a literal string."""
+    return bool(node.args) and isinstance(node.args[0], ast.Constant) \
+        and isinstance(node.args[0].value, str)
+
+
+def _reads_beyond(node: ast.Attribute, parents: Mapping[ast.AST, ast.AST]) -> bool:
+    """Whether <x>.declaration or <x>.settings is used for more than a study-wide
+    attribute (then what it reads may be any model's part)."""
+    if node.attr not in STUDY_WIDE:
+        return False
+    parent = parents.get(node)
+    return not (isinstance(parent, ast.Attribute) and parent.value is node
+                and parent.attr in STUDY_WIDE[node.attr])
+
+
+def study_part(needs: Needs, parts: Mapping[str, Any]) -> dict[str, Any]:
+    """What a page's key holds of the study: the study-wide declaration, the declaration
+    of each model it names (every model's, in order, when it reads them all), the source
+    of each function of the study's code it names (every code file when it shows code
+    it does not name, or imports a code file), and the nav when it reads it.
+
+    parts: "study" (digest of the study-wide declaration), "models" (name → digest of its
+    declaration, epochs and seeds, in the study's order), "functions" (function name →
+    digest of its source), "files" (module name → digest of the code file), "nav"."""
+    models = parts["models"]
+    named = set(needs.literals) | set(needs.fits)
+    used = list(models) if needs.every_model else [m for m in models if m in named]
+    files = parts["files"]
+    code = files if needs.all_code or set(needs.imports) & set(files) else {
+        f: d for f, d in parts["functions"].items() if f in named}
+    out = {"study": parts["study"], "models": [[m, models[m]] for m in used], "code": code}
+    if needs.nav:
+        out["nav"] = parts["nav"]
+    return out
 
 
 def _without_magics(source: str) -> str:
@@ -76,11 +154,14 @@ class PageNode:
     ids: tuple[str, ...] = ()  # their runs, every seed of each
     key: str | None = None  # known once the keys of its runs are
     page: Any = None  # the executed or cached page, once the build has it
+    inputs: dict[str, Any] = field(default_factory=dict)  # what its key holds (make_plan)
 
-    def key_for(self, run_keys: Mapping[str, str], inputs: Mapping[str, Any]) -> str:
+    def key_for(self, run_keys: Mapping[str, str]) -> str:
         """The page cache key, from what the page executes (its code cells; the whole text
-        where that is unknown), the build inputs and its runs' keys: a prose edit keeps it."""
-        return digest({"page": self.needs.code or self.text, "inputs": dict(inputs),
+        where that is unknown), its inputs (the build's, and the parts of the study it
+        uses) and its runs' keys: a prose edit keeps it, and so does a change of a model
+        it neither shows nor names."""
+        return digest({"page": self.needs.code or self.text, "inputs": self.inputs,
                        "runs": {i: run_keys[i] for i in self.ids}})
 
 
@@ -131,7 +212,6 @@ class Plan:
     pages: list[PageNode]
     specs: list[RunSpec]  # every run of the build, parents first
     known: dict[str, str] = field(default_factory=dict)  # run id → key, known untrained
-    inputs: dict[str, Any] = field(default_factory=dict)  # what every page's key holds
 
     @property
     def runs(self) -> list[str]:
@@ -155,14 +235,17 @@ class Plan:
 
 def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
               known: Mapping[str, str], inputs: Mapping[str, Any],
-              specs: Sequence[RunSpec], tokens: Mapping[str, str] | None = None) -> Plan:
+              specs: Sequence[RunSpec], tokens: Mapping[str, str] | None = None,
+              parts: Mapping[str, Any] | None = None) -> Plan:
     """The plan: every model a page fits (and its parents), every model of the study when a
     page reads the build's runs, each trained once per seed; a page's key where the keys
     of all its runs are known.
 
     pages: (name, path, text, needs) in nav order; known: run id → key found without
-    training (run_id(model, seed)); specs: every run the study could train (run_specs);
-    tokens: what page keys hold of the known runs (default: their keys; handoff.page_token).
+    training (run_id(model, seed)); inputs: what every page's key holds; specs: every run
+    the study could train (run_specs); tokens: what page keys hold of the known runs
+    (default: their keys; handoff.page_token); parts: the digests of the study's parts
+    (study_part), of which each page's key holds those it uses.
     """
     for name, path, _, needs in pages:
         for model in needs.fits:
@@ -179,9 +262,10 @@ def make_plan(study: Study, pages: Sequence[tuple[str, Path, str, Needs]],
     for i, (name, path, text, needs) in enumerate(pages, 1):
         shows = tuple(runs) if needs.reads_runs else needs.fits
         ids = tuple(spec.id for m in shows for spec in chosen if spec.model == m)
-        node = PageNode(i, name, path, text, needs, shows, ids)
+        own = dict(inputs) | ({"study": study_part(needs, parts)} if parts else {})
+        node = PageNode(i, name, path, text, needs, shows, ids, inputs=own)
         if all(i in known for i in ids):
-            node.key = node.key_for(tokens or known, inputs)
+            node.key = node.key_for(tokens or known)
         nodes.append(node)
     every = {spec.id for spec in chosen}
-    return Plan(nodes, chosen, {i: k for i, k in known.items() if i in every}, dict(inputs))
+    return Plan(nodes, chosen, {i: k for i, k in known.items() if i in every})

@@ -14,7 +14,7 @@ import importlib.util
 import inspect
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,13 +233,24 @@ class Study:
 def builder_source(study: Study, function: str) -> str:
     """The source of a function in the study's builder files, read without importing."""
     files = study.code_files()
+    for name, source in function_sources(files):
+        if name == function:
+            return source
+    raise ConfigError(f"no function {function!r} in the study's code "
+                      f"({', '.join(p.name for p in files)})")
+
+
+def function_sources(files: list[Path]) -> Iterator[tuple[str, str]]:
+    """Each top-level function of the files (in order) with its source, read without
+    importing; a name defined twice gives its first definition (as builder_source)."""
+    seen = set()
     for path in files:
         text = path.read_text()
         for node in ast.parse(text, filename=str(path)).body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
-                return ast.get_source_segment(text, node) or ""
-    raise ConfigError(f"no function {function!r} in the study's code "
-                      f"({', '.join(p.name for p in files)})")
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) \
+                    and node.name not in seen:
+                seen.add(node.name)
+                yield node.name, ast.get_source_segment(text, node) or ""
 
 
 def check_builders(study: Study) -> None:

@@ -1,0 +1,104 @@
+"""The benchmark's time budget: its plan, said up front, and the sections that would end
+past the budget shortened or skipped (each skip is said and kept in the results).
+
+The estimates up front are for a slow 2-core machine (an AMD EPYC without AVX-512, loaded);
+once the first cold pair has run, the budget uses what it measured there instead.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from constants import say
+
+BUDGET_MINUTES = 30.0
+SECTIONS = ("probe", "cold", "rebuilds", "precision", "parallel")
+PROBE_SECONDS = 150  # matmul sized to the machine, FLOPs, one step process per thread setting
+PAIR_SECONDS = 170  # one quick cold build and one plain script, with their set-up
+REBUILD_SECONDS = 120  # warm, prose edit, one model's epochs changed
+FIT_SECONDS = 45  # every model's quick fit once
+BF16_FACTOR = 2.0  # a bf16 fit against a float32 one, where the CPU has no bf16 (emulated)
+RESERVE_SECONDS = 60  # the report, the results file, the clean-up
+
+
+def fit_seconds(pairs: list[dict[str, Any]]) -> float:
+    """Seconds every model's fit takes here once (the cold builds' run records), or the
+    estimate before any pair ran."""
+    totals = [sum(r["train_seconds"] for r in p.get("records", [])) for p in pairs]
+    return statistics.median(totals) if totals else FIT_SECONDS
+
+
+def pair_seconds(pairs: list[dict[str, Any]]) -> float:
+    """Seconds one cold pair takes here (the longest so far), or the estimate before."""
+    walls = [p["plain"]["wall_s"] + p["catdog"]["wall_s"] + 5 for p in pairs
+             if "plain" in p and "catdog" in p]
+    return max(walls) if walls else PAIR_SECONDS
+
+
+def precision_seconds(seeds: int, fit: float) -> float:
+    """The float32 builds of seeds 1.. (seed 0 is in the cache) and the bf16 builds of every
+    seed, with their pages."""
+    return (seeds - 1) * fit + seeds * fit * BF16_FACTOR + 60
+
+
+class Budget:
+    """What is left of the benchmark's time, and which sections fit in it."""
+
+    def __init__(self, seconds: float, t0: float) -> None:
+        self.seconds = seconds
+        self.t0 = t0
+        self.skipped: list[str] = []
+
+    def left(self) -> float:
+        """Seconds left before the budget ends (minus what the report needs)."""
+        return self.seconds - (time.perf_counter() - self.t0) - RESERVE_SECONDS
+
+    def allows(self, section: str, estimate: float) -> bool:
+        """Whether a section estimated to take `estimate` seconds ends within the budget;
+        if not, it is skipped, and that is said and recorded."""
+        if estimate <= self.left():
+            return True
+        why = (f"{section}: skipped, it would take about {estimate / 60:.1f} min and "
+               f"{max(self.left(), 0) / 60:.1f} min of the {self.seconds / 60:.0f}-minute "
+               "budget are left (--budget MINUTES to allow it)")
+        self.skipped.append(why)
+        say(why)
+        return False
+
+    def seeds_for_precision(self, wanted: int, pairs: list[dict[str, Any]]) -> int:
+        """The most seeds (up to wanted) the float32 vs bf16 comparison can train within
+        the budget, keeping time for the parallel runs; 0 (skipped, and said) when not one."""
+        fit = fit_seconds(pairs)
+        room = self.left() - (2 * fit + 30)
+        seeds = next((k for k in range(wanted, 0, -1) if precision_seconds(k, fit) <= room), 0)
+        if seeds < wanted:
+            why = (f"precision: {seeds} seed(s) per model instead of {wanted}, to end within "
+                   f"the {self.seconds / 60:.0f}-minute budget" if seeds else
+                   f"precision: skipped, even one seed (about "
+                   f"{precision_seconds(1, fit) / 60:.1f} min) would end past the "
+                   f"{self.seconds / 60:.0f}-minute budget")
+            self.skipped.append(why)
+            say(why)
+        return seeds
+
+    def plan(self, sections: Iterable[str], pairs: int, profile: str) -> str:
+        """The plan said up front: each section's estimate and the promise to end in time."""
+        chosen = set(sections)
+        if profile == "full":
+            return (f"plan: one cold pair on the full profile, about an hour on 2 cores; the "
+                    f"{self.seconds / 60:.0f}-minute budget does not apply to it")
+        parts = {"probe": ("probe", PROBE_SECONDS),
+                 "cold": (f"{pairs} cold pair(s)", pairs * PAIR_SECONDS),
+                 "rebuilds": ("rebuilds", REBUILD_SECONDS),
+                 "precision": ("float32 vs bf16, 3 seeds", precision_seconds(3, FIT_SECONDS)),
+                 "parallel": ("one by one vs 2 workers", 2 * FIT_SECONDS + 30)}
+        shown = [(label, s) for key, (label, s) in parts.items() if key in chosen]
+        total = sum(s for _, s in shown)
+        return ("plan (estimates for a slow 2-core machine): "
+                + ", ".join(f"{label} ~{s / 60:.1f} min" for label, s in shown)
+                + f"; about {total / 60:.0f} min in all. It ends within "
+                f"{self.seconds / 60:.0f} min (--budget): a section that would end later is "
+                "shortened or skipped, and the report says which")
