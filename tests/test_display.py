@@ -162,9 +162,10 @@ def test_verbose_and_quiet_together_is_an_error(capsys: pytest.CaptureFixture[st
 
 def test_a_kernel_relays_its_warnings_and_keeps_the_rest_for_verbose(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """What a page kernel writes to stderr (kernel._relay): the library's warnings reach
+    """What a page kernel writes to stderr (kernel._Relay): the library's warnings reach
     the build's terminal; its info lines (facts the build already said) and TensorFlow's
-    start-up notices only -v shows; the page's log file keeps everything."""
+    start-up notices only -v shows; the page's log file keeps everything, what the kernel
+    wrote before a page took it (a kernel started ahead) included."""
     from catdog_report import kernel
 
     caplog.set_level(logging.DEBUG, logger="catdog_report")
@@ -173,13 +174,17 @@ def test_a_kernel_relays_its_warnings_and_keeps_the_rest_for_verbose(
                     b"    WARNING skipping cats/1.jpg: not an image\n"
                     b"I0000 00:00:17.1 port.cc:153] oneDNN custom operations are on.\n")
     os.close(write)
-    kernel._relay(read, tmp_path / "page.log")
+    relay = kernel._Relay(read)
+    relay.run()  # all of it written before a page took the kernel
+    relay.attach(tmp_path / "page.log")
+    relay.sink.close()
     said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "catdog_report.kernel"]
     assert said == [(logging.DEBUG, "kernel: INFO model_one: trained by this build (abc)"),
                     (logging.WARNING, "    skipping cats/1.jpg: not an image"),
                     (logging.DEBUG, "kernel: I0000 00:00:17.1 port.cc:153] oneDNN custom "
                                     "operations are on.")]
-    assert "trained by this build" in (tmp_path / "page.log").read_text()
+    kept = (tmp_path / "page.log").read_text()
+    assert "trained by this build" in kept and "not an image" in kept and "oneDNN" in kept
 
 
 # ------------------------------------------------------------------------------ a whole build
