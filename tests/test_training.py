@@ -177,6 +177,31 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_default(tiny_data, tmp_pat
     assert out["none"]["key"] != out["mirrored"]["key"]  # the strategy is part of the key
 
 
+INTER_OP = """
+from catdog_report.training import environment, import_tensorflow
+import_tensorflow()
+print(environment()["inter_op_threads"])
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("2", "0")])
+def test_a_training_process_runs_one_inter_op_thread_unless_told(
+        given: str | None, expected: str) -> None:
+    """One inter-op thread where training imports TensorFlow (same numbers, faster fits);
+    TF_NUM_INTEROP_THREADS, TensorFlow's own setting, wins (0 = left to TensorFlow)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTEROP_THREADS"}
+    if given:
+        env["TF_NUM_INTEROP_THREADS"] = given
+    done = subprocess.run([sys.executable, "-c", INTER_OP], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == expected
+
+
 def test_memo_finds_the_run_without_fit_and_changes_with_the_inputs(
         small: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     ds = data.scan(small, small.data_dir)

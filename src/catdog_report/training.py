@@ -206,6 +206,8 @@ def precision_policy(precision: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy("float32")
 
 
+INTER_OP_THREADS = 1  # TensorFlow's inter-op threads in a process that trains
+
 NATIVE_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|"
                           r"[IWE]\d{4} |To enable the following instructions)")
 
@@ -219,6 +221,7 @@ def import_tensorflow() -> None:
     if "tensorflow" in sys.modules or logging.getLogger().isEnabledFor(logging.DEBUG):
         import keras  # noqa: F401
 
+        _set_inter_op_threads()
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
@@ -238,6 +241,24 @@ def import_tensorflow() -> None:
             log.debug("tensorflow: %s", line.rstrip())
         else:
             sys.stderr.write(line)
+    _set_inter_op_threads()
+
+
+def _set_inter_op_threads() -> None:
+    """INTER_OP_THREADS unless TF_NUM_INTEROP_THREADS is set: the ops of these models run
+    one after another anyway, each on every intra-op thread, and one inter-op thread
+    spares them the switching (measured on a 2-core AMD EPYC: the quick profile's four
+    fits in 58.8 and 57.5 s against 61.2 and 59.7 s with TensorFlow's default of one per
+    core, with bitwise the same histories)."""
+    if os.environ.get("TF_NUM_INTEROP_THREADS", "").strip():
+        return
+    config = sys.modules["tensorflow"].config.threading
+    if config.get_inter_op_parallelism_threads() == INTER_OP_THREADS:
+        return
+    try:
+        config.set_inter_op_parallelism_threads(INTER_OP_THREADS)
+    except RuntimeError:  # this process ran TensorFlow ops already: too late to change
+        log.debug("TensorFlow started before its inter-op threads could be set; left as is")
 
 
 class EpochLog:
@@ -321,6 +342,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "intra_op_threads": intra_op_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
     }
 
 
