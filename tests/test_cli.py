@@ -109,3 +109,20 @@ def test_serve_stops_quietly_when_interrupted(capsys: pytest.CaptureFixture[str]
     monkeypatch.setattr(serve, "serve", interrupted)
     code, err = run(capsys, "serve", "--project", str(ROOT), "--profile", "demo")
     assert code == 0 and "stopped serving" in err and "interrupted after" not in err
+
+
+def test_the_console_script_exits_with_main_s_code_past_the_last_collection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """cli.run (the entry point): main's exit code, with every object frozen out of the
+    interpreter's final garbage collection (1.5 s of a cold build's exit)."""
+    import gc
+
+    monkeypatch.setattr(cli, "main", lambda argv: 3 if argv == ["check-site", "x"] else 0)
+    before = gc.get_freeze_count()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.run(["check-site", "x"])
+        assert exited.value.code == 3
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()

@@ -297,6 +297,18 @@ COMMANDS: dict[str, Any] = {"build": cmd_build, "serve": cmd_serve,
                             "demo-data": cmd_demo_data, "clean": cmd_clean}
 
 
+def run(argv: Sequence[str] | None = None) -> None:
+    """The console script: main(), then the exit code, without the interpreter's last
+    garbage collection over every object TensorFlow and Keras made (about 560,000 after a
+    cold quick build: 1.5 s of its exit, measured on a 2-core AMD EPYC); gc.freeze() puts
+    them beyond it, and the process's memory goes back to the system at its exit anyway."""
+    import gc
+
+    code = main(argv)
+    gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     try:
