@@ -41,11 +41,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench's own modules
 
 from budget import (  # noqa: E402
+    BF16_FLAGS,
     BUDGET_MINUTES,
     PROBE_SECONDS,
     REBUILD_SECONDS,
     SECTIONS,
     Budget,
+    bf16_factor,
+    bf16_hardware,
     fit_seconds,
     pair_seconds,
 )
@@ -105,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision-seeds", type=int, default=3,
                    help="seeds per model for the float32 vs bf16 accuracy comparison")
     p.add_argument("--no-precision", action="store_true", help="skip the bf16 comparison")
+    p.add_argument("--bf16-emulated", action="store_true",
+                   help="compare float32 with bf16 on hardware without bf16 arithmetic too")
     p.add_argument("--no-parallel", action="store_true",
                    help="skip the one-by-one vs worker processes comparison")
     p.add_argument("--work-dir", type=Path, help="where the temp folders go (default: $TMPDIR)")
@@ -203,6 +208,22 @@ def split_files(root: Path, work: Path, profile: str = "quick") -> tuple[Any, Pa
                 target = folder / rel.replace("/", "__")
             target.symlink_to(root / rel)
     return dataset, links
+
+
+def precision_wanted(args: argparse.Namespace, res: dict[str, Any], budget: Budget) -> bool:
+    """Whether to compare float32 with bf16: asked for, and bf16 done in hardware here
+    (or --bf16-emulated); where it is only emulated the skip is said and recorded."""
+    if "precision" not in args.sections or args.no_precision:
+        return False
+    res["bf16_hardware"] = bf16_hardware()
+    if res["bf16_hardware"] or args.bf16_emulated:
+        return True
+    why = (f"precision: skipped, this machine has no bf16 arithmetic ({' or '.join(BF16_FLAGS)}"
+           f" CPU flags, or a GPU): bf16 is emulated, a training step "
+           f"{bf16_factor(res.get('probe')):.1f}x float32's (--bf16-emulated to measure it)")
+    budget.skipped.append(why)
+    say(why)
+    return False
 
 
 def machine_info() -> dict[str, Any]:
@@ -365,8 +386,9 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{label}: {r['wall_s']:.1f} s; pages executed: "
                 f"{', '.join(r['pages_executed']) or 'none'}; models trained: "
                 f"{', '.join(r['models_trained']) or 'none'}")
-        seeds = budget.seeds_for_precision(args.precision_seeds, pairs) \
-            if "precision" in args.sections and not args.no_precision else 0
+        seeds = budget.seeds_for_precision(args.precision_seeds, pairs,
+                                           bf16_factor(res.get("probe"))) \
+            if precision_wanted(args, res, budget) else 0
         if seeds:
             args.precision_seeds = seeds
             res["precision_seeds"] = args.precision_seeds

@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from constants import say
@@ -20,7 +21,8 @@ PROBE_SECONDS = 150  # matmul sized to the machine, FLOPs, one step process per 
 PAIR_SECONDS = 170  # one quick cold build and one plain script, with their set-up
 REBUILD_SECONDS = 120  # warm, prose edit, one model's epochs changed
 FIT_SECONDS = 45  # every model's quick fit once
-BF16_FACTOR = 2.0  # a bf16 fit against a float32 one, where the CPU has no bf16 (emulated)
+BF16_FACTOR = 2.0  # a bf16 fit against a float32 one before the probe measured it
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of bf16 arithmetic in hardware
 RESERVE_SECONDS = 60  # the report, the results file, the clean-up
 
 
@@ -38,10 +40,37 @@ def pair_seconds(pairs: list[dict[str, Any]]) -> float:
     return max(walls) if walls else PAIR_SECONDS
 
 
-def precision_seconds(seeds: int, fit: float) -> float:
+def precision_seconds(seeds: int, fit: float, bf16: float = BF16_FACTOR) -> float:
     """The float32 builds of seeds 1.. (seed 0 is in the cache) and the bf16 builds of every
-    seed, with their pages."""
-    return (seeds - 1) * fit + seeds * fit * BF16_FACTOR + 60
+    seed (bf16: a bf16 fit's time over a float32 one's), with their pages."""
+    return (seeds - 1) * fit + seeds * fit * bf16 + 60
+
+
+def bf16_factor(probe: dict[str, Any] | None) -> float:
+    """A bf16 training step's time over a float32 one's, the median over the models the
+    probe stepped both ways (BF16_FACTOR without a probe)."""
+    steps: dict[tuple[str, str], float] = {
+        (s["model"], s["variant"]): s["step_seconds"] for s in (probe or {}).get("train_step", [])
+        if s.get("step_seconds")}
+    ratios = [steps[m, "bf16"] / steps[m, "default"] for m, v in steps
+              if v == "default" and (m, "bf16") in steps]
+    return statistics.median(ratios) if ratios else BF16_FACTOR
+
+
+def bf16_hardware(cpuinfo: Path = Path("/proc/cpuinfo"),
+                  gpus: Path = Path("/proc/driver/nvidia/gpus")) -> str | None:
+    """What does bf16 arithmetic here (a CPU flag of BF16_FLAGS, or an NVIDIA GPU), or None
+    where bf16 is only emulated (then it is slower than float32, not faster)."""
+    try:
+        words = set(cpuinfo.read_text().split())
+    except OSError:
+        words = set()
+    found = [flag for flag in BF16_FLAGS if flag in words]
+    if found:
+        return "CPU " + ", ".join(found)
+    if gpus.is_dir() and any(gpus.iterdir()):
+        return "an NVIDIA GPU"
+    return None
 
 
 class Budget:
@@ -68,17 +97,20 @@ class Budget:
         say(why)
         return False
 
-    def seeds_for_precision(self, wanted: int, pairs: list[dict[str, Any]]) -> int:
+    def seeds_for_precision(self, wanted: int, pairs: list[dict[str, Any]],
+                            bf16: float = BF16_FACTOR) -> int:
         """The most seeds (up to wanted) the float32 vs bf16 comparison can train within
-        the budget, keeping time for the parallel runs; 0 (skipped, and said) when not one."""
+        the budget, keeping time for the parallel runs (bf16: a bf16 fit's time over a
+        float32 one's, as the probe measured it); 0 (skipped, and said) when not one."""
         fit = fit_seconds(pairs)
         room = self.left() - (2 * fit + 30)
-        seeds = next((k for k in range(wanted, 0, -1) if precision_seconds(k, fit) <= room), 0)
+        seeds = next((k for k in range(wanted, 0, -1)
+                      if precision_seconds(k, fit, bf16) <= room), 0)
         if seeds < wanted:
             why = (f"precision: {seeds} seed(s) per model instead of {wanted}, to end within "
                    f"the {self.seconds / 60:.0f}-minute budget" if seeds else
                    f"precision: skipped, even one seed (about "
-                   f"{precision_seconds(1, fit) / 60:.1f} min) would end past the "
+                   f"{precision_seconds(1, fit, bf16) / 60:.1f} min) would end past the "
                    f"{self.seconds / 60:.0f}-minute budget")
             self.skipped.append(why)
             say(why)

@@ -100,6 +100,26 @@ def test_the_budget_says_its_plan_and_skips_what_would_end_past_it(capsys, monke
     assert "skipped" in capsys.readouterr().out  # said as it happens
 
 
+def test_bf16_is_measured_only_where_the_hardware_does_it_at_the_probe_s_cost(tmp_path):
+    cpuinfo, gpus = tmp_path / "cpuinfo", tmp_path / "gpus"
+    cpuinfo.write_text("flags\t\t: fpu sse avx2 avx512f\n")
+    assert budget.bf16_hardware(cpuinfo, gpus) is None  # AVX-512 without its bf16 part
+    cpuinfo.write_text("flags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n")
+    assert budget.bf16_hardware(cpuinfo, gpus) == "CPU avx512_bf16, amx_bf16"
+    cpuinfo.write_text("flags\t\t: fpu\n")
+    (gpus / "0000:01:00.0").mkdir(parents=True)
+    assert budget.bf16_hardware(cpuinfo, gpus) == "an NVIDIA GPU"
+    probe = {"train_step": [
+        {"model": "m1", "variant": "default", "step_seconds": 0.6},
+        {"model": "m1", "variant": "bf16", "step_seconds": 4.2},
+        {"model": "m2", "variant": "default", "step_seconds": 0.5},
+        {"model": "m2", "variant": "bf16", "step_seconds": 2.5},
+        {"model": "m2", "variant": "xla", "step_seconds": 0.1}]}
+    assert budget.bf16_factor(probe) == pytest.approx(6.0)  # the median of 7x and 5x
+    assert budget.bf16_factor(None) == budget.BF16_FACTOR
+    assert budget.precision_seconds(1, 20, 6.0) == 20 * 6.0 + 60
+
+
 def test_edit_prose_changes_one_prose_sentence(tmp_path):
     page = tmp_path / "model-two.md"
     shutil.copy(ROOT / "content" / "model-two.md", page)
