@@ -305,3 +305,22 @@ def test_removing_a_model_as_the_readme_says(project: Path) -> None:
     study.check_builders(s)
     assert list(s.models) == ["model_one", "model_two", "model_three"]
     assert "model-four" not in site.nav_pages(project)
+
+
+def test_function_sources_are_ast_s_own_segments(tmp_path: Path) -> None:
+    """study.function_sources (its lines split once) gives what ast.get_source_segment
+    gives: one-line and decorated functions, non-ASCII text, CRLF and CR line ends, a file
+    without a final newline; a name defined twice keeps its first definition."""
+    import ast
+
+    text = ('import keras\r\n\r\n@staticmethod\ndef one(): return "café"  # é\n\n'
+            'async def two(x):\r    """Ünïcode."""\r    return [x,\n            x]\r\n'
+            'def one(): return 2\n\ndef last(y):\n    return y')
+    path = tmp_path / "models.py"
+    path.write_bytes(text.encode())
+    read = path.read_text()
+    expected = [(n.name, ast.get_source_segment(read, n)) for n in ast.parse(read).body
+                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    got = list(study.function_sources([path]))
+    assert got == [expected[0], expected[1], expected[3]]
+    assert got[1][1].endswith("x]") and got[2] == ("last", "def last(y):\n    return y")

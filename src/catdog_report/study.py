@@ -246,11 +246,26 @@ def function_sources(files: list[Path]) -> Iterator[tuple[str, str]]:
     seen = set()
     for path in files:
         text = path.read_text()
+        lines = _LINES.findall(text)
         for node in ast.parse(text, filename=str(path)).body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) \
                     and node.name not in seen:
                 seen.add(node.name)
-                yield node.name, ast.get_source_segment(text, node) or ""
+                yield node.name, _segment(lines, node)
+
+
+_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")  # lines as ast counts them
+
+
+def _segment(lines: list[str], node: ast.stmt) -> str:
+    """ast.get_source_segment(text, node) from the text's lines split once (it splits the
+    whole text again on every call: 0.14 s of a warm rebuild for 25 functions)."""
+    first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+    start, end = node.col_offset, node.end_col_offset
+    if first == last:
+        return lines[first].encode()[start:end].decode()
+    return "".join([lines[first].encode()[start:].decode(), *lines[first + 1:last],
+                    lines[last].encode()[:end].decode()])
 
 
 def check_builders(study: Study) -> None:
