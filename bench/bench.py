@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     budget = Budget(args.budget * 60, T0)
     say(f"mode {'smoke' if args.smoke else 'full'}, profile {args.profile}, {args.pairs} "
         f"pair(s); work folder {work}")
-    say(budget.plan(args.sections, args.pairs, args.profile))
+    say(budget.plan(args.sections, args.pairs, args.profile,
+                    bf16=bool(args.bf16_emulated or bf16_hardware())))
     try:
         import psutil
 

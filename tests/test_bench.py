@@ -118,6 +118,8 @@ def test_bf16_is_measured_only_where_the_hardware_does_it_at_the_probe_s_cost(tm
     assert budget.bf16_factor(probe) == pytest.approx(6.0)  # the median of 7x and 5x
     assert budget.bf16_factor(None) == budget.BF16_FACTOR
     assert budget.precision_seconds(1, 20, 6.0) == 20 * 6.0 + 60
+    plan = budget.Budget(30 * 60, 0.0).plan(budget.SECTIONS, 3, "quick", bf16=False)
+    assert "bf16 skipped (no bf16 arithmetic here)" in plan and "bf16, 3 seeds" not in plan
 
 
 def test_edit_prose_changes_one_prose_sentence(tmp_path):
