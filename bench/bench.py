@@ -212,10 +212,10 @@ def split_files(root: Path, work: Path, profile: str = "quick") -> tuple[Any, Pa
 
 def precision_wanted(args: argparse.Namespace, res: dict[str, Any], budget: Budget) -> bool:
     """Whether to compare float32 with bf16: asked for, and bf16 done in hardware here
-    (or --bf16-emulated); where it is only emulated the skip is said and recorded."""
+    (res["bf16_hardware"], found once at the start) or --bf16-emulated; where it is only
+    emulated the skip is said and recorded."""
     if "precision" not in args.sections or args.no_precision:
         return False
-    res["bf16_hardware"] = bf16_hardware()
     if res["bf16_hardware"] or args.bf16_emulated:
         return True
     why = (f"precision: skipped, this machine has no bf16 arithmetic ({' or '.join(BF16_FLAGS)}"
@@ -267,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     budget = Budget(args.budget * 60, T0)
     say(f"mode {'smoke' if args.smoke else 'full'}, profile {args.profile}, {args.pairs} "
         f"pair(s); work folder {work}")
+    bf16 = bf16_hardware()  # what does bf16 arithmetic here, or None
     say(budget.plan(args.sections, args.pairs, args.profile,
-                    bf16=bool(args.bf16_emulated or bf16_hardware())))
+                    bf16=bool(bf16 or args.bf16_emulated)))
     try:
         import psutil
 
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                            "machine": machine_info(), "out": str(args.out), "epochs": epochs,
                            "memory_tools": {"psutil": psutil_note,
                                             "time_v": TIME_BIN.is_file()},
-                           "library_digest_start": library_digest()}
+                           "library_digest_start": library_digest(), "bf16_hardware": bf16}
     try:
         data_root, source = find_data(args, work)
         weights = find_weights(args)

@@ -119,7 +119,10 @@ class Budget:
     def plan(self, sections: Iterable[str], pairs: int, profile: str, bf16: bool = True) -> str:
         """The plan said up front: each section's estimate and the promise to end in time
         (bf16: whether float32 vs bf16 is measured here; precision_wanted says why not)."""
-        chosen = set(sections) - (set() if bf16 else {"precision"})
+        chosen, unmeasured = set(sections), ""
+        if not bf16 and "precision" in chosen:
+            chosen.discard("precision")
+            unmeasured = ", float32 vs bf16 skipped (no bf16 arithmetic here)"
         if profile == "full":
             return (f"plan: one cold pair on the full profile, about an hour on 2 cores; the "
                     f"{self.seconds / 60:.0f}-minute budget does not apply to it")
@@ -130,8 +133,6 @@ class Budget:
                  "parallel": ("one by one vs 2 workers", 2 * FIT_SECONDS + 30)}
         shown = [(label, s) for key, (label, s) in parts.items() if key in chosen]
         total = sum(s for _, s in shown)
-        unmeasured = "" if bf16 or "precision" not in set(sections) else \
-            ", float32 vs bf16 skipped (no bf16 arithmetic here)"
         return ("plan (estimates for a slow 2-core machine): "
                 + ", ".join(f"{label} ~{s / 60:.1f} min" for label, s in shown) + unmeasured
                 + f"; about {total / 60:.0f} min in all. It ends within "

@@ -122,6 +122,16 @@ def test_bf16_is_measured_only_where_the_hardware_does_it_at_the_probe_s_cost(tm
     assert "bf16 skipped (no bf16 arithmetic here)" in plan and "bf16, 3 seeds" not in plan
 
 
+def test_precision_is_skipped_and_said_where_bf16_is_emulated(capsys):
+    args = bench.parse_args(["--only", "precision"])
+    b = budget.Budget(30 * 60, 0.0)
+    assert not bench.precision_wanted(args, {"bf16_hardware": None}, b)
+    assert "no bf16 arithmetic" in b.skipped[-1] and "--bf16-emulated" in capsys.readouterr().out
+    assert bench.precision_wanted(args, {"bf16_hardware": "CPU amx_bf16"}, b)
+    args = bench.parse_args(["--only", "precision", "--bf16-emulated"])
+    assert bench.precision_wanted(args, {"bf16_hardware": None}, b)
+
+
 def test_edit_prose_changes_one_prose_sentence(tmp_path):
     page = tmp_path / "model-two.md"
     shutil.copy(ROOT / "content" / "model-two.md", page)
