@@ -15,7 +15,10 @@ $(BIN)/catdog-report: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,zensical]"
 	touch $@
 
+# install also compiles the package's bytecode, as pip does at install: an editable install
+# under PYTHONDONTWRITEBYTECODE would compile every module on every build
 install: $(BIN)/catdog-report
+	@$(BIN)/python -m compileall -q src
 
 site: install
 	$(BIN)/catdog-report build --profile $(PROFILE) --engine $(ENGINE) $(BUILD_ARGS)

@@ -243,6 +243,17 @@ def machine_info() -> dict[str, Any]:
             "python": platform.python_version(), "loadavg_start": os.getloadavg()}
 
 
+def compile_bytecode() -> bool:
+    """Compile the package's modules to bytecode, as pip does when it installs a package:
+    an editable install under PYTHONDONTWRITEBYTECODE would otherwise compile every module
+    on every build (about 0.1 s of a warm rebuild)."""
+    import compileall
+
+    import catdog_report
+
+    return bool(compileall.compile_dir(Path(catdog_report.__file__).parent, quiet=1))
+
+
 def library_digest() -> str:
     """A hash of catdog_report's source (the package's own): pages re-execute when it changes."""
     from catdog_report.build import library_digest as digest
@@ -277,13 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         psutil_note = "psutil missing: no tree RSS sampling"
     say(f"memory: {psutil_note}; /usr/bin/time {'found' if TIME_BIN.is_file() else 'missing'}")
+    bytecode = compile_bytecode()
+    say("bytecode: the package's modules compiled, as pip does at install" if bytecode
+        else "bytecode: the package's modules could not all be compiled; builds compile them")
 
     res: dict[str, Any] = {"mode": "smoke" if args.smoke else "full",
                            "started": datetime.now(UTC).isoformat(timespec="seconds"),
                            "machine": machine_info(), "out": str(args.out), "epochs": epochs,
                            "memory_tools": {"psutil": psutil_note,
                                             "time_v": TIME_BIN.is_file()},
-                           "library_digest_start": library_digest(), "bf16_hardware": bf16}
+                           "library_digest_start": library_digest(), "bf16_hardware": bf16,
+                           "bytecode_compiled": bytecode}
     try:
         data_root, source = find_data(args, work)
         weights = find_weights(args)

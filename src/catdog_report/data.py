@@ -13,9 +13,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import environment
 from .cache import digest, sweep_temp_files, write_atomic
@@ -23,6 +21,9 @@ from .config import Settings
 from .errors import DataError
 from .escape import terminal
 from .study import DataSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -217,33 +218,43 @@ def entry_problem(path: Path) -> str | None:
     return f"{KINDS.get(stat.S_IFMT(st.st_mode), 'a special file')}, not a regular file"
 
 
-def walk(root: Path) -> Iterator[tuple[str, Path, str | None]]:
+def walk(root: Path) -> Iterator[tuple[str, Path, str | None, os.stat_result | None]]:
     """Every file under train/ and validation/: (path relative to root, path, why it is
-    unusable or None when it is a regular file inside a class folder)."""
+    unusable or None when it is a regular file inside a class folder, and its stat when
+    the walk has it)."""
     for split in SPLIT_FOLDERS:
         for entry in sorted((root / split).iterdir()):
             rel = entry.relative_to(root).as_posix()
             if entry.is_dir():  # a class folder (a link to a folder counts, as in list_classes)
-                yield from _walk_class(root, entry)
+                yield from _walk_class(entry, rel)
             else:
                 outside = f"not inside a class folder; only the class folders of {split}/ are read"
-                yield rel, entry, entry_problem(entry) or outside
+                yield rel, entry, entry_problem(entry) or outside, None
 
 
-def _walk_class(root: Path, folder: Path) -> Iterator[tuple[str, Path, str | None]]:
-    """The files of a class folder and of the folders inside it (used, as Keras does)."""
+def _walk_class(folder: Path, rel: str
+                ) -> Iterator[tuple[str, Path, str | None, os.stat_result | None]]:
+    """The files of a class folder and of the folders inside it (used, as Keras does); a
+    regular file costs one lstat (os.scandir knows its type), anything else is examined."""
     try:
-        children = sorted(folder.iterdir())
+        with os.scandir(folder) as listing:
+            children = sorted(listing, key=lambda e: e.name)
     except OSError as exc:
-        yield (folder.relative_to(root).as_posix() + "/", folder,
-               f"a folder that cannot be read ({os_reason(exc)})")
+        yield rel + "/", folder, f"a folder that cannot be read ({os_reason(exc)})", None
         return
     for child in children:
-        problem = entry_problem(child)
-        if problem is None and child.is_dir():
-            yield from _walk_class(root, child)
+        path, child_rel = folder / child.name, f"{rel}/{child.name}"
+        try:
+            if child.is_file(follow_symlinks=False):
+                yield child_rel, path, None, child.stat(follow_symlinks=False)
+                continue
+        except OSError:
+            pass  # gone or unreadable meanwhile: entry_problem says which
+        problem = entry_problem(path)
+        if problem is None and path.is_dir():
+            yield from _walk_class(path, child_rel)
         else:
-            yield child.relative_to(root).as_posix(), child, problem
+            yield child_rel, path, problem, None
 
 
 def _check_file(path: Path) -> dict[str, Any]:
@@ -273,11 +284,11 @@ def _scan_folder(root: Path, cache_root: Path) -> dict[str, dict[str, Any]]:
         known = {}
     result: dict[str, dict[str, Any]] = {}
     record: dict[str, dict[str, Any]] = {}
-    for rel, path, problem in walk(root):
+    for rel, path, problem, st in walk(root):
         if problem is not None:
             result[rel] = {"stamp": None, "sha256": None, "problem": problem}
             continue
-        st = path.stat()
+        st = st or path.stat()
         stamp = [st.st_size, st.st_mtime_ns]
         entry = known.get(rel)
         if entry is None or entry["stamp"] != stamp:
@@ -335,6 +346,7 @@ def scan(settings: Settings, root: Path | None = None, source: str = "") -> Data
 
 def decode(path: Path, size: int) -> np.ndarray:
     """One image as uint8 RGB, resized (bilinear) to size x size, as Keras loads it."""
+    import numpy as np
     from PIL import Image
 
     with Image.open(path) as img:
@@ -344,6 +356,7 @@ def decode(path: Path, size: int) -> np.ndarray:
 
 def arrays(dataset: Dataset, settings: Settings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Decoded splits as (images uint8 NHWC, labels int32), cached by manifest and size."""
+    import numpy as np
     size = settings.image_size
     path = settings.cache_root / "decoded" / f"{dataset.manifest[:32]}-{size}.npz"
     if path.is_file():

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import freeze
 from .cache import Store, digest, file_digest, write_atomic
@@ -30,6 +28,9 @@ from .handoff import RunEntry, run_entry
 from .plan import RunSpec, run_specs
 from .progress import TICK, BatchDone, EpochDone, RunDone, RunStarted, emit, run_label
 from .weights import weights_id
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Run:
 
 def layer_rows(model: Any) -> list[dict[str, Any]]:
     """One row per top-level layer: name, type, output shape, parameters, trainable ones."""
+    import numpy as np
     rows = []
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer":
@@ -101,6 +103,7 @@ def parameter_counts(model: Any) -> dict[str, int]:
     """The model's own parameters (never the optimizer's): total, trainable, non-trainable
     (frozen layers plus BatchNorm's moving statistics) and frozen (layers set
     trainable = False)."""
+    import numpy as np
     total = int(model.count_params())
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     frozen = sum(int(layer.count_params()) for layer in model.layers if not layer.trainable)
@@ -350,6 +353,8 @@ def _train(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
            arrays: dict[str, Any], folder: Path, parts: dict[str, Any],
            stop: threading.Event | None = None) -> None:
     """Train, evaluate on the test split, and write the entry's files into folder."""
+    import numpy as np
+
     from . import data
 
     name, epochs = spec.model, spec.epochs
@@ -410,6 +415,7 @@ def test_scores(model: Any, test: tuple[np.ndarray, np.ndarray],
     (argmax against the label), from eager calls batch by batch: evaluate() and predict()
     each traced a graph for this one pass, about 0.5 s per model."""
     import keras
+    import numpy as np
 
     x, y = test
     logits = np.concatenate([
