@@ -151,9 +151,10 @@ def test_decoded_images_are_cached(settings: Settings, monkeypatch: pytest.Monke
     assert np.array_equal(first["test"][0], again["test"][0])
 
 
+@pytest.mark.parametrize("threads", [False, True], ids=["one-by-one", "in-threads"])
 def test_every_unused_file_is_listed_once_with_its_reason_in_words(
         settings: Settings, caplog: pytest.LogCaptureFixture,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, threads: bool) -> None:
     import logging
     import os
     import re
@@ -184,6 +185,8 @@ def test_every_unused_file_is_listed_once_with_its_reason_in_words(
         return real(self)
 
     monkeypatch.setattr(P, "read_bytes", denied)
+    if threads:  # as for a real data set: its files checked in two threads
+        monkeypatch.setattr(data, "CHECK_IN_THREADS", 1)
     caplog.set_level(logging.WARNING, logger="catdog_report.data")
     ds = data.scan(settings, root)
     expected = (
