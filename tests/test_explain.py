@@ -63,6 +63,22 @@ def _trained(kind: str) -> Any:
     return model
 
 
+def test_a_chain_is_read_from_the_graph_and_a_skip_connection_is_none() -> None:
+    import keras
+    from keras import layers
+
+    assert explain._linked_in_order(_model("sequential"))
+    assert explain._linked_in_order(_model("nested"))
+    assert not explain._linked_in_order(_model("dag"))
+    inputs = keras.Input((SIZE, SIZE, 3))
+    shared = layers.Dense(4)
+    flat = layers.Dense(4)(layers.Flatten()(inputs))
+    twice = keras.Model(inputs, layers.Dense(2)(shared(shared(flat))))  # a layer called twice
+    assert not explain._linked_in_order(twice)
+    x = np.zeros((1, SIZE, SIZE, 3), np.float32)
+    assert explain._is_chain(twice, x) and not explain._is_chain(_model("dag"), x)  # tried
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sequential", "nested", "dag"])
 def test_peak_falls_in_the_region_that_decides_the_class(kind: str) -> None:
@@ -117,7 +133,12 @@ def test_maps_stored_with_a_run_are_the_maps_of_its_weights(kind: str, tmp_path:
     pred = prob.argmax(axis=1)
     files = [f"test/{i}.jpg" for i in range(len(x))]
     names = ["cats", "dogs"]
-    explain.store_maps(tmp_path, model, x, files, list(pred))
+    outputs = explain.store_maps(tmp_path, model, x, files, list(pred))
+    np.testing.assert_allclose(outputs, prob, atol=1e-5)
+    chosen = tmp_path / "chosen"  # classes chosen from the outputs of the maps' own pass
+    chosen.mkdir()
+    np.testing.assert_allclose(explain.store_maps(chosen, model, x, files,
+                                                  lambda out: out.argmax(axis=1)), prob, atol=1e-5)
     rows = pd.DataFrame({"file": files, "true": [names[i] for i in y],
                          "predicted": [names[i] for i in pred],
                          "probability": prob.max(axis=1)}).iloc[[7, 3, 30, 12]]
@@ -132,6 +153,10 @@ def test_maps_stored_with_a_run_are_the_maps_of_its_weights(kind: str, tmp_path:
     unknown = rows.assign(file=["test/elsewhere.jpg", *rows["file"][1:]])
     assert explain.stored(tmp_path, unknown, names, (SIZE, SIZE)) is None
     assert explain.stored(None, rows, names, (SIZE, SIZE)) is None
+    same = explain.stored(chosen, rows, names, (SIZE, SIZE))
+    assert same is not None and same.note == kept.note
+    for label, maps in kept.maps.items():
+        np.testing.assert_array_equal(same.maps[label], maps)
 
 
 def test_maps_of_another_version_or_damaged_are_not_used(

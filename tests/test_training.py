@@ -110,6 +110,11 @@ def test_entry_is_data_not_code_and_loads_in_safe_mode(small: Settings) -> None:
     assert maps is not None and maps.files == list(ds.test.files) and maps.maps
     model = run.load_model()
     assert model.count_params() == run.record["params"]["total"]
+    x, y = data.arrays(ds, small)["test"]  # its test scores are its weights' on the photos
+    logits = explain.predict(model, x)
+    np.testing.assert_allclose(run.record["predictions"]["prob"],
+                               training.probabilities(logits), atol=1e-5)
+    assert run.record["test"]["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == y))
 
 
 def test_interrupted_training_leaves_no_entry(small: Settings,

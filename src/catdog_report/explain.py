@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,12 +121,35 @@ def _run_chain(layers: Sequence[Any], x: Any, watch: set[str], tape: Any) -> tup
     return x, acts
 
 
+def _linked_in_order(model: Any) -> bool:
+    """Whether the model's graph says it is a chain: each top-level layer called once, on
+    the previous one's output alone (no other argument but an unset mask, and the training
+    flag, which the model's own call in inference mode overrides), the last one's output
+    the model's only output."""
+    try:
+        previous = list(model.inputs)
+        for layer in _chain(model):
+            nodes = layer._inbound_nodes
+            args = nodes[0].arguments if len(nodes) == 1 else None
+            if (args is None or [id(t) for t in args.keras_tensors] != [id(t) for t in previous]
+                    or len(args.args) != 1 or set(args.kwargs) - {"training", "mask"}
+                    or args.kwargs.get("mask") is not None):
+                return False
+            previous = nodes[0].outputs
+        return [id(t) for t in previous] == [id(t) for t in model.outputs]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return False
+
+
 def _is_chain(model: Any, x: np.ndarray) -> bool:
-    """Whether calling the top-level layers in order gives the model's own output."""
+    """Whether calling the top-level layers in order gives the model's own output: read
+    from its graph where it says so, else tried on a photo."""
     import tensorflow as tf
 
+    if _linked_in_order(model):
+        return True
     try:
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             out, _ = _run_chain(_chain(model), tf.constant(x), set(), tape)
         want = np.asarray(model(x, training=False))
         return bool(np.allclose(np.asarray(out), want, rtol=1e-4, atol=1e-4))
@@ -143,13 +166,16 @@ def _cam(acts: Any, grads: Any) -> np.ndarray:
     return np.divide(heat, top, out=np.zeros_like(heat), where=top > 0).astype(np.float32)
 
 
+Classes = Sequence[int] | Callable[[np.ndarray], np.ndarray]
+
+
 def gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
             targets: Sequence[Target] | None = None) -> tuple[dict[str, np.ndarray], str]:
     """Grad-CAM maps of the given classes' outputs, per target label: (photos, h, w) at each
     layer's resolution; and a note naming the targets that could not be computed and the
     photos on which the model predicts another class than the one given (for the
     predictions of a run record: its weights did not load as they were trained)."""
-    maps, skipped, differs = _gradcam(model, images, classes, targets)
+    maps, skipped, differs, _ = _gradcam(model, images, classes, targets)
     return maps, _note(skipped, differs)
 
 
@@ -162,19 +188,20 @@ def _note(skipped: str, differs: np.ndarray) -> str:
                                  if differ else "") if n)
 
 
-def _gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
+def _gradcam(model: Any, images: np.ndarray, classes: Classes,
              targets: Sequence[Target] | None = None
-             ) -> tuple[dict[str, np.ndarray], str, np.ndarray]:
-    """gradcam's maps, the note on the targets left out, and per photo whether the model
-    predicts another class than the one mapped."""
+             ) -> tuple[dict[str, np.ndarray], str, np.ndarray, np.ndarray | None]:
+    """gradcam's maps, the note on the targets left out, per photo whether the model
+    predicts another class than the one mapped, and the model's outputs on the photos (None
+    when it has no map). classes may be a function of a batch's outputs (the predicted
+    classes): the forward pass that maps them then also predicts them."""
     import keras
     import tensorflow as tf
 
     targets = list(conv_targets(model) if targets is None else targets)
     x = np.asarray(images, dtype=np.float32)
-    cls = np.asarray(classes, dtype=np.int64)
     if not targets or len(x) == 0:
-        return {}, "", np.zeros(len(x), bool)
+        return {}, "", np.zeros(len(x), bool), None
     note = ""
     chain = _is_chain(model, x[:1])
     if not chain and any(t.nested for t in targets):
@@ -183,26 +210,32 @@ def _gradcam(model: Any, images: np.ndarray, classes: Sequence[int],
                 "model is not a chain of layers, so a nested model's output cannot be reached")
         targets = [t for t in targets if not t.nested]
     out: dict[str, list[np.ndarray]] = {t.label: [] for t in targets}
-    grad_model, differs = None, []
+    grad_model, differs, outputs = None, [], []
     if not chain:
         grad_model = keras.Model(model.inputs, [model.get_layer(t.layer).output for t in targets]
                                  + [model.outputs[0]])
     for start in range(0, len(x), BATCH):
         xb = tf.constant(x[start:start + BATCH])
-        pick = tf.one_hot(cls[start:start + BATCH], depth=int(model.outputs[0].shape[-1]))
-        with tf.GradientTape() as tape:
+        # a chain's maps watch its layers' outputs: the tape records no more than the ops
+        # after them (a frozen base's backward pass was a third of model four's maps'
+        # time); another model's outputs are reached through the variables it reads
+        with tf.GradientTape(watch_accessed_variables=not chain) as tape:
             if chain:
                 scores, by_name = _run_chain(_chain(model), xb, {t.layer for t in targets}, tape)
                 acts = [by_name[t.layer] for t in targets]
             else:
                 *acts, scores = grad_model(xb, training=False)  # type: ignore[misc]
+            outputs.append(np.asarray(scores, np.float32))
+            cls = np.asarray(classes(outputs[-1]) if callable(classes)
+                             else classes[start:start + BATCH], np.int64)
+            pick = tf.one_hot(cls, depth=int(model.outputs[0].shape[-1]))
             chosen = tf.reduce_sum(tf.cast(scores, tf.float32) * pick)
         grads = tape.gradient(chosen, acts)
         for t, a, g in zip(targets, acts, grads, strict=True):
             out[t.label].append(_cam(a, g))
-        differs.append(np.asarray(scores).argmax(axis=1) != cls[start:start + BATCH])
+        differs.append(outputs[-1].argmax(axis=1) != cls)
     return ({label: np.concatenate(maps) for label, maps in out.items()}, note,
-            np.concatenate(differs))
+            np.concatenate(differs), np.concatenate(outputs))
 
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -224,7 +257,7 @@ def explain(model: Any, images: np.ndarray, predictions: pd.DataFrame,
     if not conv_targets(model):
         return Explanation(**_base(rows), note="it has no convolution layer")
     classes = [list(class_names).index(p) for p in rows["predicted"]]
-    maps, skipped, differs = _gradcam(model, np.asarray(images), classes)
+    maps, skipped, differs, _ = _gradcam(model, np.asarray(images), classes)
     return _explanation(rows, maps, _note(skipped, differs), tuple(np.asarray(images).shape[1:3]))
 
 
@@ -246,21 +279,37 @@ def version() -> str:
     return file_digest(Path(__file__))
 
 
+def predict(model: Any, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
+    """The model's outputs on the photos, from eager calls in inference mode batch by batch
+    (evaluate() and predict() each trace a graph for this one pass, about 0.5 s a model)."""
+    x = np.asarray(images, np.float32)
+    parts = [np.asarray(model(x[i:i + batch], training=False), np.float32)
+             for i in range(0, len(x), batch)]
+    return (np.concatenate(parts) if parts
+            else np.zeros((0, int(model.outputs[0].shape[-1])), np.float32))
+
+
 def store_maps(folder: Path, model: Any, images: np.ndarray, files: Sequence[str],
-               classes: Sequence[int]) -> None:
+               classes: Classes) -> np.ndarray | None:
     """Compute the Grad-CAM maps of the given class (a run's predicted class) on every photo
     and write them to folder/MAPS_FILE (a run entry being written: the training process
-    has the model and TensorFlow at hand, so its pages need neither)."""
+    has the model and TensorFlow at hand, so its pages need neither). classes may be a
+    function of a batch's outputs: the maps' forward pass then predicts them too. Returns the
+    model's outputs on the photos."""
     targets = conv_targets(model)
-    maps, skipped, differs = (_gradcam(model, images, classes, targets) if targets
-                              else ({}, "", np.zeros(len(files), bool)))
-    meta = {"version": version(), "files": list(files), "classes": [int(c) for c in classes],
+    maps, skipped, differs, outputs = (_gradcam(model, images, classes, targets) if targets
+                                       else ({}, "", np.zeros(len(files), bool), None))
+    if outputs is None:
+        outputs = predict(model, images)
+    chosen = [int(c) for c in (classes(outputs) if callable(classes) else classes)]
+    meta = {"version": version(), "files": list(files), "classes": chosen,
             "labels": list(maps), "skipped": skipped,
             "none": "" if targets else "it has no convolution layer"}
     arrays = {f"map{i}": np.asarray(m, np.float32) for i, m in enumerate(maps.values())}
     with open(folder / MAPS_FILE, "wb") as out:
         np.savez_compressed(out, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
                             differs=np.asarray(differs, bool), **arrays)
+    return outputs
 
 
 def stored(folder: Path | None, rows: pd.DataFrame, class_names: Sequence[str],

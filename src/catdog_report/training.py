@@ -353,9 +353,7 @@ def _train(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
            arrays: dict[str, Any], folder: Path, parts: dict[str, Any],
            stop: threading.Event | None = None) -> None:
     """Train, evaluate on the test split, and write the entry's files into folder."""
-    import numpy as np
-
-    from . import data
+    from . import data, explain
 
     name, epochs = spec.model, spec.epochs
     ds = data.pipelines(arrays, settings.batch_size, spec.seed)
@@ -370,13 +368,13 @@ def _train(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
     hist = model.fit(ds["train"], validation_data=ds["validation"], epochs=epochs, verbose=0,
                      callbacks=[epoch_log], shuffle=False)  # the pipeline shuffles
     seconds = time.perf_counter() - t0
-    logits, test_loss, test_acc = test_scores(model, arrays["test"], settings.batch_size)
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    rounded = [[round(float(p), 6) for p in row] for row in probs]
+    x_test, y_test = arrays["test"]
+    logits = _store_maps(model, spec, folder, x_test, dataset.test.files)
+    if logits is None:
+        logits = explain.predict(model, x_test, settings.batch_size)
+    test_loss, test_acc = test_scores(model, logits, y_test)
+    rounded = probabilities(logits)
     model.save(folder / MODEL_FILE)
-    _store_maps(model, spec, folder, arrays["test"][0], dataset.test.files,
-                np.asarray(rounded).argmax(axis=1))
     record = {
         "model": name,
         "key": digest(parts),
@@ -409,39 +407,51 @@ def _train(model: Any, spec: RunSpec, settings: Settings, dataset: Dataset,
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=1))
 
 
-def test_scores(model: Any, test: tuple[np.ndarray, np.ndarray],
-                batch_size: int) -> tuple[np.ndarray, float, float]:
-    """The model's logits on the test split, its compiled loss on them and its accuracy
-    (argmax against the label), from eager calls batch by batch: evaluate() and predict()
-    each traced a graph for this one pass, about 0.5 s per model."""
+def test_scores(model: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The model's compiled loss on its test logits, and its accuracy (argmax against the
+    label)."""
     import keras
     import numpy as np
 
-    x, y = test
-    logits = np.concatenate([
-        np.asarray(model(x[i:i + batch_size].astype(np.float32), training=False), np.float32)
-        for i in range(0, len(x), batch_size)])
-    per_photo = keras.ops.convert_to_numpy(keras.losses.get(model.loss)(y, logits))
-    return logits, float(np.mean(per_photo)), float(np.mean(logits.argmax(axis=1) == y))
+    per_photo = keras.ops.convert_to_numpy(keras.losses.get(model.loss)(labels, logits))
+    return float(np.mean(per_photo)), float(np.mean(logits.argmax(axis=1) == labels))
+
+
+def probabilities(logits: np.ndarray) -> list[list[float]]:
+    """Softmax of each photo's logits, rounded to 6 places (as a run records them)."""
+    import numpy as np
+
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return [[round(float(p), 6) for p in row] for row in probs]
+
+
+def predicted_classes(logits: np.ndarray) -> np.ndarray:
+    """The class a run records as predicted: the largest of its rounded probabilities."""
+    import numpy as np
+
+    return np.asarray(probabilities(logits)).reshape(len(logits), -1).argmax(axis=1)
 
 
 def _store_maps(model: Any, spec: RunSpec, folder: Path, images: np.ndarray,
-                files: Sequence[str], classes: np.ndarray) -> None:
+                files: Sequence[str]) -> np.ndarray | None:
     """The run's Grad-CAM maps of its predicted classes on every test photo, computed here
-    where the model is at hand (its pages then need no TensorFlow); a model they cannot be
-    computed for is left to its pages, which say why."""
+    where the model is at hand (its pages then need no TensorFlow), in the forward pass that
+    predicts them: returns the model's outputs on the photos. A model they cannot be
+    computed for is left to its pages, which say why (then None)."""
     from . import explain
 
     t0 = time.perf_counter()
     try:
-        explain.store_maps(folder, model, images, files, [int(c) for c in classes])
+        outputs = explain.store_maps(folder, model, images, files, predicted_classes)
     except Exception as exc:  # noqa: BLE001 - the pages compute them and report the error
         log.warning("%s: Grad-CAM maps not stored with the run (%s: %s); its pages compute "
                     "them", spec.id, type(exc).__name__, exc)
         (folder / explain.MAPS_FILE).unlink(missing_ok=True)
-        return
-    log.debug("%s: Grad-CAM maps of %d test photos stored in %.1f s", spec.id, len(files),
+        return None
+    log.debug("%s: test photos predicted and their Grad-CAM maps stored in %.1f s", spec.id,
               time.perf_counter() - t0)
+    return outputs
 
 
 def load_run(folder: Path, cached: bool = True, source: str | None = None) -> Run:
