@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import freeze
+from . import freeze, malloc
 from .cache import Store, digest, file_digest, write_atomic
 from .config import Settings
 from .data import Dataset
@@ -220,7 +220,9 @@ def import_tensorflow() -> None:
     oneDNN's and cpu_feature_guard's notices, which TF_CPP_MIN_LOG_LEVEL no longer hides)
     kept off the terminal: they are logged at debug, and with the root logger at debug (-v)
     nothing is held back; anything else written to the process's stderr meanwhile is
-    written there after the import."""
+    written there after the import. glibc's malloc is set up for training first
+    (malloc.tune)."""
+    malloc.tune()
     if "tensorflow" in sys.modules or logging.getLogger().isEnabledFor(logging.DEBUG):
         import keras  # noqa: F401
 
@@ -333,7 +335,8 @@ def intra_op_threads() -> int:
 
 
 def environment() -> dict[str, Any]:
-    """Where a run was trained: versions, devices, intra-op threads (they set the rounding)."""
+    """Where a run was trained: versions, devices, intra-op threads (they set the rounding),
+    the malloc it trained with."""
     import platform
 
     import_tensorflow()
@@ -346,6 +349,7 @@ def environment() -> dict[str, Any]:
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "intra_op_threads": intra_op_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "malloc": malloc.tune(),
     }
 
 
