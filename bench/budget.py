@@ -17,7 +17,8 @@ from constants import say
 
 BUDGET_MINUTES = 30.0
 SECTIONS = ("probe", "cold", "rebuilds", "precision", "parallel")
-PROBE_SECONDS = 200  # matmul, FLOPs, one step process per thread setting (186-199 s measured)
+PROBE_SECONDS = 250  # matmul, FLOPs, one step process per thread setting and malloc (186-213 s
+# measured with three step processes; the fourth, malloc, adds about 40 s)
 PAIR_SECONDS = 170  # one quick cold build and one plain script, with their set-up
 REBUILD_SECONDS = 120  # warm, prose edit, one model's epochs changed
 FIT_SECONDS = 45  # every model's quick fit once

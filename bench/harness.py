@@ -235,7 +235,8 @@ def edit_prose(path: Path) -> str:
 
 def run_probe(smoke: bool, logs: Path) -> dict[str, Any]:
     """Matmul peak (sized to the machine) and FLOPs per model in one process; the steady
-    training step of every model in one process per thread setting of STEP_VARIANTS."""
+    training step of every model in one process per thread setting and malloc of
+    STEP_VARIANTS."""
     cmd = [sys.executable, str(BENCH / "probe.py"), "--image-size", str(IMAGE_SIZE)]
     cmd += ["--matmul-n", "512", "--min-seconds", "0.5"] if smoke else []
     result = run_measured("probe", cmd, logs)
@@ -244,10 +245,10 @@ def run_probe(smoke: bool, logs: Path) -> dict[str, Any]:
     last = Path(result["stdout_log"]).read_text().strip().splitlines()[-1]
     probe = json.loads(last) | {"wall_s": result["wall_s"]}
     probe["train_step"] = []
-    groups: dict[tuple[int, int], list[str]] = {}
+    groups: dict[tuple[int, int, bool], list[str]] = {}
     for variant, cfg in STEP_VARIANTS.items():
-        groups.setdefault((cfg["intra"], cfg["inter"]), []).append(variant)
-    for variants in groups.values():  # TF threads are set once per process
+        groups.setdefault((cfg["intra"], cfg["inter"], cfg["malloc"]), []).append(variant)
+    for variants in groups.values():  # TF threads and malloc are set once per process
         label = f"probe steps {'+'.join(variants)}"
         r = run_measured(label, [sys.executable, str(BENCH / "probe.py"), "--image-size",
                                  str(IMAGE_SIZE), "--batch-size", str(BATCH_SIZE),

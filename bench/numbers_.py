@@ -222,7 +222,8 @@ def _probe_lines(res: dict[str, Any]) -> list[str]:
     variants = list(dict.fromkeys(v["variant"] for v in probe.get("train_step", [])))
     lines += ["   steady training step per model (train_on_batch, batch "
               f"{BATCH_SIZE}, best of 10; one process per setting): ms, GFLOP/s, % of peak",
-              "   xla = jit_compile=True; intra2-inter1 = TF threads intra 2 / inter 1",
+              "   xla = jit_compile=True; intra2-inter1 = TF threads intra 2 / inter 1; malloc = "
+              "glibc's malloc as training sets it",
               "     " + f"{'model':<13}" + "".join(f"{v:>27}" for v in variants)]
     for name in MODEL_NAMES:
         cells = []

@@ -130,11 +130,16 @@ def matmul_peak(n: int, min_seconds: float, min_repeats: int) -> dict[str, Any]:
             "gflops_median": round(rates[len(rates) // 2], 2)}
 
 
-STEP_VARIANTS = {  # what the training-step probe compares (one process per thread setting)
-    "default": {"jit_compile": False, "intra": 0, "inter": 0, "precision": "float32"},
-    "xla": {"jit_compile": True, "intra": 0, "inter": 0, "precision": "float32"},
-    "intra2-inter1": {"jit_compile": False, "intra": 2, "inter": 1, "precision": "float32"},
-    "bf16": {"jit_compile": False, "intra": 0, "inter": 0, "precision": "bf16"},
+STEP_VARIANTS = {  # what the training-step probe compares (one process per thread setting
+    # and malloc: "malloc" is glibc's malloc as a training process sets it, catdog_report.malloc)
+    "default": {"jit_compile": False, "intra": 0, "inter": 0, "precision": "float32",
+                "malloc": False},
+    "xla": {"jit_compile": True, "intra": 0, "inter": 0, "precision": "float32", "malloc": False},
+    "intra2-inter1": {"jit_compile": False, "intra": 2, "inter": 1, "precision": "float32",
+                      "malloc": False},
+    "bf16": {"jit_compile": False, "intra": 0, "inter": 0, "precision": "bf16", "malloc": False},
+    "malloc": {"jit_compile": False, "intra": 0, "inter": 0, "precision": "float32",
+               "malloc": True},
 }
 
 
@@ -237,6 +242,10 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.train_step:
+        if any(STEP_VARIANTS[v]["malloc"] for v in args.train_step.split(",")):
+            from catdog_report import malloc
+
+            malloc.tune()  # before TensorFlow allocates anything
         out = []
         for variant in args.train_step.split(","):
             for name in args.model or MODEL_NAMES:

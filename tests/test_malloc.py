@@ -11,7 +11,8 @@ import pytest
 from catdog_report import malloc
 
 # Allocate and free a 64 MB buffer, then count the chunks glibc has mapped on their own
-# (mallinfo2's hblks, over those mapped before) while a second one is held: 0 once tuned, 1 with glibc's defaults.
+# (mallinfo2's hblks, over those mapped before) while a second one is held: 0 once tuned,
+# 1 with glibc's defaults.
 PROBE = """
 import ctypes, sys
 from catdog_report import malloc
