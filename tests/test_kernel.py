@@ -3,6 +3,7 @@ Interrupted (a KeyboardInterrupt, never swallowed by `except Exception`)."""
 
 import asyncio
 import os
+import re
 import signal
 
 import pytest
@@ -102,10 +103,18 @@ def test_a_page_kernel_runs_nicer_than_the_build(tmp_path: object) -> None:
 
     path = Path(str(tmp_path)) / "p.md"
     path.write_text("# Nice\n\n```python\nimport os\nprint('niceness', os.getpriority("
-                    "os.PRIO_PROCESS, 0))\n```\n")
+                    "os.PRIO_PROCESS, 0))\nif os.path.exists('/proc/self/autogroup'):\n"
+                    "    print('group', open('/proc/self/autogroup').read())\n```\n")
     page = pages.run_page(path, dict(os.environ))
     want = min(19, os.getpriority(os.PRIO_PROCESS, 0) + kernel.PAGE_NICENESS)
     assert f"niceness {want}" in page.markdown  # it yields the CPU to the training beside it
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if autogroup.exists() and autogroup.read_text().strip() == "1":
+        # its own session's CPU group yields too: with autogroup, that is what counts
+        group = re.search(r"group (/autogroup-\d+) nice (-?\d+)", page.markdown)
+        assert group, page.markdown
+        assert group[1] != Path("/proc/self/autogroup").read_text().split()[0]
+        assert int(group[2]) == want
 
 
 @pytest.mark.slow

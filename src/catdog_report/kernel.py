@@ -22,6 +22,7 @@ _ACTIVE: set[Any] = set()  # kernel managers with a running kernel
 _INTERRUPTED = threading.Event()  # a signal stopped the batch (kernel.py's own: see run_batch)
 STOPPED = threading.Event()  # the build failed and stops the pages still running
 T = TypeVar("T")
+AUTOGROUP_TRIES = 20  # 2 s: the kernels a build starts at once set theirs one by one
 PAGE_NICENESS = 10  # page kernels run this much nicer than the build (_yield_to_training)
 
 
@@ -220,7 +221,7 @@ async def start(env: dict[str, str], cwd: str) -> Started:
         stack.close()
         raise
     _ACTIVE.add(km)
-    _yield_to_training(km)
+    await _yield_to_training(km)
     relay = _Relay(read_fd)
     threading.Thread(target=relay.run, daemon=True).start()
     return Started(km, relay, stack, env, cwd)
@@ -316,14 +317,37 @@ _QUIET.setLevel(logging.CRITICAL)  # nbclient's own error lines repeat what Page
 PROGRESS_PREFIX = "    "  # what notebook.py's kernel-side log lines start with
 
 
-def _yield_to_training(km: Any) -> None:
+async def _yield_to_training(km: Any) -> None:
     """Run the kernel at PAGE_NICENESS: a page drawing figures beside a fit on a 2-core
     machine slowed the fit, which the last pages wait for; a page still gets every core
-    nothing else wants."""
+    nothing else wants. Where Linux groups the CPU time by session (autogroup), a kernel,
+    which jupyter_client starts in a session of its own, shares the CPU with the build as
+    an equal whatever its niceness: its session's group gets the niceness too."""
     process = getattr(getattr(km, "provisioner", None), "process", None)
-    with contextlib.suppress(OSError, AttributeError):  # gone already, or not allowed
+    pid = getattr(process, "pid", None)
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):  # gone already, or not allowed
         niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + PAGE_NICENESS)
-        os.setpriority(os.PRIO_PROCESS, process.pid, niceness)  # type: ignore[union-attr]
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+        await _nice_session(pid, niceness)
+
+
+async def _nice_session(pid: int, niceness: int) -> None:
+    """Set the niceness of the autogroup of pid's session, where there is one (Linux
+    lets a process without CAP_SYS_ADMIN do that once in 100 ms: EAGAIN, then again)."""
+    import asyncio
+    import errno
+
+    group = Path(f"/proc/{pid}/autogroup")
+    for _ in range(AUTOGROUP_TRIES):
+        try:
+            group.write_text(f"{niceness}\n")
+            return
+        except OSError as exc:
+            if exc.errno != errno.EAGAIN:
+                return  # no autogroup here (ENOENT), not allowed, or the kernel is gone
+        await asyncio.sleep(0.11)
 
 
 class _Relay:
