@@ -349,6 +349,9 @@ async def _schedule(settings: Settings, plan: Plan, ready: dict[str, Any], book:
 
     try:
         await asyncio.gather(*[one(node) for node in plan.pages])
+    except BaseException:
+        stop.set()  # training stops now, not after the kernels started ahead are closed
+        raise
     finally:
         ahead.cancel()
         await pool.close()

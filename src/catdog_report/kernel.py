@@ -272,6 +272,7 @@ class KernelPool:
         self.env, self.cwd, self.size = env, cwd, size
         self.wanted = 0
         self.ready: list[Any] = []  # tasks giving a Started
+        self.warming: set[Any] = set()  # those of them warming their kernel up
 
     def want(self, pages: int) -> None:
         """How many pages are still to execute: keep that many kernels (up to size) ahead."""
@@ -282,8 +283,21 @@ class KernelPool:
             self.ready.append(asyncio.ensure_future(self._started()))
 
     async def _started(self) -> Started:
+        import asyncio
+
         started = await start(self.env, self.cwd)
-        await _warm_up(started.km)
+        if _INTERRUPTED.is_set():  # the build was interrupted while the kernel started
+            await stop(started)
+            raise asyncio.CancelledError
+        task = asyncio.current_task()
+        self.warming.add(task)
+        try:
+            await _warm_up(started.km)
+        except asyncio.CancelledError:  # close() of an interrupted build: stop it now
+            await stop(started)
+            raise
+        finally:
+            self.warming.discard(task)
         return started
 
     async def take(self, env: dict[str, str], cwd: str) -> Started | None:
@@ -304,6 +318,8 @@ class KernelPool:
 
         tasks, self.ready = self.ready, []
         for task in tasks:
+            if _INTERRUPTED.is_set() and task in self.warming:
+                task.cancel()  # its kernel was killed: its warm-up would wait for nothing
             try:
                 started = await asyncio.wait_for(asyncio.shield(task), WARM_UP_LIMIT)
             except BaseException:  # noqa: BLE001 - failed or cancelled: nothing to stop
