@@ -113,7 +113,10 @@ def test_a_page_kernel_runs_nicer_than_the_build(tmp_path: object) -> None:
         # its own session's CPU group yields too: with autogroup, that is what counts
         group = re.search(r"group (/autogroup-\d+) nice (-?\d+)", page.markdown)
         assert group, page.markdown
-        assert group[1] != Path("/proc/self/autogroup").read_text().split()[0]
+        # the build's own group: Linux prints nothing for the default group (a build whose
+        # session never called setsid, as under some CI runners)
+        own = Path("/proc/self/autogroup").read_text().split() or ["/"]
+        assert group[1] != own[0]
         assert int(group[2]) == want
 
 
