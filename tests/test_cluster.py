@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from catdog_report import data, execute, handoff, training
+from catdog_report import cluster, data, execute, handoff, training
 from catdog_report.config import Settings
 from catdog_report.errors import Interrupted, TrainingError
 from conftest import make_images
@@ -172,6 +172,9 @@ def scheduler(tmp_path: Path) -> Any:
     cluster); yields the scheduler's address."""
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+           # as Dask's defaults have it: its Active Memory Manager drops the copies of a
+           # broadcast that no task running there needs
+           "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START": "True",
            "PYTHONPATH": os.pathsep.join(sys.path)}
     file = tmp_path / "scheduler.json"
     processes = [subprocess.Popen(
@@ -197,25 +200,33 @@ def scheduler(tmp_path: Path) -> Any:
                 process.wait()
 
 
-def test_a_killed_worker_is_retried_elsewhere_by_address(tmp_path: Path, scheduler: str,
-                                                         caplog: pytest.LogCaptureFixture
-                                                         ) -> None:
+# small@0 is killed while both workers hold the data sent (the scheduler retries it on the
+# other); tuned@0, which runs alone, once Dask's Active Memory Manager has dropped the other
+# copy (the data is lost with the worker: the build sends it again with the run)
+@pytest.mark.parametrize(("run", "copies"), [("small", 2), ("tuned", 1)])
+def test_a_killed_worker_is_retried_elsewhere_by_address(
+        tmp_path: Path, scheduler: str, caplog: pytest.LogCaptureFixture, run: str,
+        copies: int) -> None:
     from distributed import Client
 
-    epochs = {"small": 40, "tuned": 1}
+    epochs = {"small": 1, "tuned": 1, run: 200}  # the AMM runs every 2 s
     one = _train(tmp_path / "one", None, seeds=1, epochs=epochs)
     killed: list[int] = []
     with Client(scheduler, timeout=60) as client:
         client.wait_for_workers(2, timeout=60)
 
         def kill_mid_run() -> None:
-            """Kill the worker training small@0 once its second epoch is done."""
+            """Kill the worker training run@0 once its second epoch is done, when the data
+            sent for it has `copies` holders."""
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not killed:
-                if any(r.getMessage().startswith("small epoch 2/") for r in caplog.records):
+                if any(r.getMessage().startswith(f"{run} epoch 2/") for r in caplog.records):
+                    sent = [sorted(holders) for key, holders in client.who_has().items()
+                            if not str(key).startswith("train ")]
                     pids = client.run(os.getpid)
                     for worker, keys in client.processing().items():
-                        if any("small@0" in str(k) for k in keys):
+                        if (any(f"{run}@0" in str(k) for k in keys) and sent
+                                and len(sent[0]) == copies and worker in sent[0]):
                             os.kill(pids[worker], signal.SIGKILL)
                             killed.append(pids[worker])
                 time.sleep(0.1)
@@ -225,16 +236,27 @@ def test_a_killed_worker_is_retried_elsewhere_by_address(tmp_path: Path, schedul
         killer.start()
         two = _train(tmp_path / "two", scheduler, seeds=1, epochs=epochs)
         killer.join()
-    assert killed, "no worker was training small@0 after its second epoch"
+    assert killed, f"no worker was training {run}@0 with {copies} copies of its data"
     said = [r.getMessage() for r in caplog.records]
-    assert sum(m.startswith("training small: ") for m in said) == 2, said  # tried twice
-    assert sum(m.startswith("small: trained in ") for m in said) == 1, said  # stored once
+    assert sum(m.startswith(f"training {run}: ") for m in said) == 2, said  # tried twice
+    assert sum(f"lost the data sent for {run}@0" in m and "sending it again" in m
+               for m in said) == (copies == 1), said  # sent again where no copy was left
+    for one_run in ("small", "tuned"):  # stored once
+        assert sum(m.startswith(f"{one_run}: trained in ") for m in said) == 1, said
     assert {i: e["key"] for i, e in one.by_id.items()} == {
         i: e["key"] for i, e in two.by_id.items()}
     records = [_records(tmp_path / name, book) for name, book in (("one", one), ("two", two))]
-    for run in one.by_id:  # the retried run is the same, bit for bit
-        assert records[0][run]["history"] == records[1][run]["history"]
+    for run_id in one.by_id:  # the retried run is the same, bit for bit
+        assert records[0][run_id]["history"] == records[1][run_id]["history"]
     _nothing_half_written(tmp_path / "two")
+
+
+def test_a_local_cluster_keeps_every_copy_of_the_data_sent(tmp_path: Path) -> None:
+    with cluster.connect("local:2", 1) as client:
+        client.wait_for_workers(2, timeout=60)
+        [sent] = client.scatter([{"arrays": b"x" * 1000}], hash=False, broadcast=True)
+        time.sleep(5)  # two rounds of an Active Memory Manager, were one running
+        assert len(client.who_has([sent])[sent.key]) == 2  # a killed worker loses no data
 
 
 def test_a_thread_drawing_from_pythons_random_leaves_a_run_as_it_was(tmp_path: Path) -> None:

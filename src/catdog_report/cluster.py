@@ -50,6 +50,11 @@ ADDRESS = re.compile(r"^(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:\d+/?$")
 # A local cluster retries a run whose worker died once, elsewhere. An error the run raises
 # is not retried (no `retries=`): a builder's or TensorFlow's error comes back the same.
 ALLOWED_FAILURES = 1
+# Data sent with scatter has no recipe: where a scheduler's Active Memory Manager drops the
+# extra copies of a broadcast (its ReduceReplicas policy, on by default), the one worker left
+# holding it takes it along when it dies, and the runs that need it are cancelled. The build
+# sends it again with those runs, this many times. A local cluster keeps every copy.
+RESENDS = 1
 START_TIMEOUT = 120  # seconds to start a local cluster or reach a scheduler
 CLOSE_TIMEOUT = 30  # seconds to close the client and a local cluster
 LOG_TOPIC = "catdog-report-log"
@@ -98,7 +103,10 @@ def connect(value: str, threads: int) -> Iterator[Any]:
     chatty.setLevel(logging.CRITICAL)  # its steps and failures: the build says them its way
     try:
         if n is not None:
-            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+            # every worker keeps its copy of the data sent (no Active Memory Manager), so a
+            # killed worker's run is retried on another without sending it again
+            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                                  "distributed.scheduler.active-memory-manager.start": False}):
                 cluster = LocalCluster(
                     n_workers=n, processes=True, threads_per_worker=1, dashboard_address=None,
                     silence_logs=logging.ERROR, timeout=START_TIMEOUT,
@@ -172,26 +180,62 @@ def train(client: Any, jobs: list[RunSpec], settings: Any, dataset: Any, arrays:
           done: Callable[[RunSpec, dict[str, Any]], None], stop: threading.Event) -> None:
     """Train jobs (parents first) as Dask tasks; done(spec, result) is called here as each
     comes back (result: key, entry bytes, their sha256). parent_entry(spec) packs the entry
-    of a parent that is not among jobs. Setting stop cancels the tasks."""
+    of a parent that is not among jobs, or was trained already. Setting stop cancels the
+    tasks. Runs cancelled because the cluster lost the data sent for them are sent again
+    with the data, RESENDS times, then the build fails naming one."""
     from distributed import Event
 
     token = uuid.uuid4().hex[:8]
     stopper = Event(f"catdog-report-stop-{token}", client=client)
     build_level = logging.getLogger("catdog_report").getEffectiveLevel()
     client.subscribe_topic(LOG_TOPIC, _relay)
-    [shared] = client.scatter([{"arrays": arrays, "dataset": dataset,
-                                "study": study_files(settings.study),
-                                "weights": _weights(base)}], hash=False, broadcast=True)
+    payload = {"arrays": arrays, "dataset": dataset, "study": study_files(settings.study),
+               "weights": _weights(base)}
+    left = jobs
+    try:
+        for attempt in range(RESENDS + 1):
+            if attempt:
+                log.warning("the cluster %s lost the data sent for %s (the workers holding "
+                            "it died or left): sending it again", settings.cluster,
+                            ", ".join(spec.id for spec in left))
+            [shared] = client.scatter([payload], hash=False, broadcast=True)
+            futures = _submit(client, left, settings, shared, parent_entry,
+                              (build_level, stopper.name), f"{token}.{attempt}")
+            left = _collect(client, futures, settings, done, stop, stopper)
+            if not left:
+                return
+        raise BuildError(f"training {left[0].id} stopped: the cluster {settings.cluster} "
+                         f"lost the data sent for it {RESENDS + 1} times (the workers "
+                         "holding it died or left); run the build again")
+    finally:
+        with contextlib.suppress(Exception):
+            client.unsubscribe_topic(LOG_TOPIC)
+
+
+def _submit(client: Any, jobs: list[RunSpec], settings: Any, shared: Any,
+            parent_entry: Callable[[RunSpec], bytes | None], how: tuple[int, str],
+            token: str) -> dict[str, tuple[RunSpec, Any]]:
+    """One task per job, by task key, in the plan's order (the first pages start first); a
+    child gets its parent's future where the parent is among jobs, else its entry."""
     futures: dict[str, Any] = {}
     for i, spec in enumerate(jobs):
         parent = futures.get(spec.parent_id) if spec.parent_id else None
         if spec.parent_id and parent is None:
             parent = parent_entry(spec)
-        futures[spec.id] = client.submit(  # in the plan's order: the first pages start first
-            train_task, spec.to_dict(), settings.to_json(), shared, parent, build_level,
-            stopper.name, key=f"train {spec.id} {token}", pure=False, priority=len(jobs) - i)
-    by_key = {future.key: spec for spec, future in zip(jobs, futures.values(), strict=True)}
-    pending = set(futures.values())
+        futures[spec.id] = client.submit(
+            train_task, spec.to_dict(), settings.to_json(), shared, parent, *how,
+            key=f"train {spec.id} {token}", pure=False, priority=len(jobs) - i)
+    return {future.key: (spec, future) for spec, future in
+            zip(jobs, futures.values(), strict=True)}
+
+
+def _collect(client: Any, tasks: dict[str, tuple[RunSpec, Any]], settings: Any,
+             done: Callable[[RunSpec, dict[str, Any]], None], stop: threading.Event,
+             stopper: Any) -> list[RunSpec]:
+    """Wait for every task: hand each finished run to done, raise a failed run's error
+    (stopping the others), and return the runs cancelled because their data was lost."""
+    pending = {future for _, future in tasks.values()}
+    lost: list[RunSpec] = []
     try:
         while pending:
             if stop.is_set():  # interrupted, or a page failed
@@ -202,22 +246,19 @@ def train(client: Any, jobs: list[RunSpec], settings: Any, dataset: Any, arrays:
             pending.difference_update(finished)
             # a run's own error first: the runs that lost its data are cancelled after it
             for future in sorted(finished, key=lambda f: f.status == "cancelled"):
-                spec = by_key[future.key]
+                spec = tasks[future.key][0]
                 if future.status == "cancelled":
-                    raise BuildError(f"training {spec.id} stopped: the cluster "
-                                     f"{settings.cluster} lost the data sent for it (the "
-                                     "workers holding it died or left); run the build again")
-                if future.status != "finished":
+                    lost.append(spec)
+                elif future.status != "finished":
                     raise _failure(spec, future.exception(timeout=CLOSE_TIMEOUT), settings)
-                done(spec, future.result(timeout=CLOSE_TIMEOUT))
+                else:
+                    done(spec, future.result(timeout=CLOSE_TIMEOUT))
     except BaseException:
         with contextlib.suppress(Exception):
             stopper.set()  # a running task stops at its next batch, on any cluster
             client.cancel(list(pending), force=True)
         raise
-    finally:
-        with contextlib.suppress(Exception):
-            client.unsubscribe_topic(LOG_TOPIC)
+    return [spec for spec, _ in tasks.values() if spec in lost]  # in the plan's order
 
 
 def _weights(base: str | None) -> tuple[str, bytes] | str | None:
