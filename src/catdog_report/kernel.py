@@ -291,14 +291,13 @@ class KernelPool:
         import asyncio
 
         started = await start(self.env, self.cwd)
-        if _INTERRUPTED.is_set():  # the build was interrupted while the kernel started
-            await stop(started)
-            raise asyncio.CancelledError
         task = asyncio.current_task()
         self.warming.add(task)
         try:
+            if _INTERRUPTED.is_set():  # the build was interrupted while the kernel started
+                raise asyncio.CancelledError
             await _warm_up(started.km)
-        except asyncio.CancelledError:  # close() of an interrupted build: stop it now
+        except asyncio.CancelledError:  # or close() of an interrupted build: stop it now
             await stop(started)
             raise
         finally:
